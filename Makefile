@@ -1,0 +1,69 @@
+# halo: the two commands are `make serve` and `make test`; everything else is set up on demand.
+# Re-running a target after a success does no repeated work (stamps in .venv/, sha-checked models).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+BACKEND ?= cpu
+LLAMA_CPP_VERSION := 0.3.36
+HOST ?= 127.0.0.1
+PORT ?= 8080
+DEFAULT_MODEL := models/SmolLM2-135M-Instruct.Q4_1.gguf
+TEST_MODELS := $(DEFAULT_MODEL) models/gemma-3-270m-q4_k_m.gguf
+
+CMAKE_ARGS_cpu :=
+CMAKE_ARGS_vulkan := -DGGML_VULKAN=on
+CMAKE_ARGS_rocm := -DGGML_HIP=on -DGPU_TARGETS=gfx1151
+
+.PHONY: serve test lint models install bench clean-venv
+
+serve: $(VENV)/.runtime $(DEFAULT_MODEL)
+	$(VENV)/bin/halo serve --host $(HOST) --port $(PORT) --models-dir models
+
+test: $(VENV)/.dev $(TEST_MODELS)
+	$(PY) -m pytest
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check app tests models bench
+	$(VENV)/bin/mypy
+
+models: $(VENV)/.venv $(TEST_MODELS)
+
+$(DEFAULT_MODEL): | $(VENV)/.venv
+	$(PY) models/fetch.py --dest models smollm2
+
+models/gemma-3-270m-q4_k_m.gguf: | $(VENV)/.venv
+	$(PY) models/fetch.py --dest models gemma3-270m
+
+$(VENV)/.venv:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	touch $@
+
+# llama-cpp-python builds from source (about 6 minutes on 2 cores); pip reuses its
+# wheel cache for the CPU build. GPU builds bypass the cache so variants never mix.
+$(VENV)/.llama-$(BACKEND): | $(VENV)/.venv
+	@echo "building llama-cpp-python $(LLAMA_CPP_VERSION) for BACKEND=$(BACKEND) (several minutes)"
+	CMAKE_ARGS="$(CMAKE_ARGS_$(BACKEND))" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(PIP) install --progress-bar on $(if $(filter cpu,$(BACKEND)),,--no-cache-dir --force-reinstall --no-deps) \
+		llama-cpp-python==$(LLAMA_CPP_VERSION)
+	rm -f $(VENV)/.llama-*
+	touch $@
+
+install: $(VENV)/.llama-$(BACKEND)
+	$(PIP) install --quiet -e .
+
+$(VENV)/.runtime: pyproject.toml $(VENV)/.llama-$(BACKEND)
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml $(VENV)/.runtime
+	$(PIP) install --quiet -e '.[dev]'
+	touch $@
+
+bench: $(VENV)/.dev $(DEFAULT_MODEL)
+	$(PY) -m bench.run
+
+clean-venv:
+	rm -rf $(VENV)

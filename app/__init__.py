@@ -1,0 +1,1 @@
+"""halo: an OpenAI-compatible local LLM server for AMD Strix Halo."""

@@ -1,0 +1,22 @@
+"""GET /health: liveness and readiness (no auth)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from app.api.deps import StateDep
+
+router = APIRouter()
+
+
+@router.get("/health")
+async def health(state: StateDep) -> dict[str, Any]:
+    loaded = [s.entry.id for s in state.scheduler.states() if s.status == "loaded"]
+    return {
+        "status": "ok",
+        "backend": state.backend,
+        "models": len(state.catalog),
+        "loaded": loaded,
+    }

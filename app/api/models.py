@@ -1,0 +1,43 @@
+"""GET /v1/models and /v1/models/{id}: the OpenAI list shape plus halo's fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from app.api.deps import StateDep
+from app.scheduler.scheduler import ModelState
+
+router = APIRouter()
+
+
+def describe(state: ModelState) -> dict[str, Any]:
+    entry = state.entry
+    info = entry.file.info
+    out: dict[str, Any] = {
+        "id": entry.id,
+        "object": "model",
+        "created": int(entry.path.stat().st_mtime) if entry.path.exists() else 0,
+        "owned_by": "halo",
+        "status": state.status,
+        "size_bytes": entry.size_bytes,
+        "context_length": entry.context_length,
+        "n_ctx": entry.n_ctx,
+        "parallel": entry.parallel,
+        "architecture": info.architecture,
+        "chat_template": entry.has_chat_template,
+    }
+    if state.failure:
+        out["failure"] = state.failure
+    return out
+
+
+@router.get("/v1/models")
+async def list_models(state: StateDep) -> dict[str, Any]:
+    return {"object": "list", "data": [describe(s) for s in state.scheduler.states()]}
+
+
+@router.get("/v1/models/{model_id:path}")
+async def get_model(model_id: str, state: StateDep) -> dict[str, Any]:
+    return describe(state.scheduler.state(model_id))

@@ -1,0 +1,82 @@
+"""Per-model settings from models.toml.
+
+    [models.smollm2]                 # the id clients send as "model"
+    path = "SmolLM2-135M-Instruct.Q4_1.gguf"   # relative to the models dir
+    n_ctx = 4096                     # context per request slot
+    parallel = 4                     # concurrent sequences
+    pinned = false                   # never evicted
+    ttl = 300                        # idle seconds before unload (0 = never)
+    chat_template = "..."            # or chat_template_file = "gemma.jinja"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
+
+
+class ModelConfig(BaseModel):
+    """One [models.<id>] table. Unset fields fall back to the server defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: Path
+    n_ctx: int | None = Field(None, ge=64)
+    parallel: int | None = Field(None, ge=1, le=64)
+    n_batch: int = Field(512, ge=32)
+    pinned: bool = False
+    ttl: float | None = Field(None, ge=0)
+    chat_template: str | None = None
+    chat_template_file: Path | None = None
+    cache_type_k: CacheType = "f16"
+    cache_type_v: CacheType = "f16"
+
+    @model_validator(mode="after")
+    def _one_template_source(self) -> ModelConfig:
+        if self.chat_template is not None and self.chat_template_file is not None:
+            raise ValueError("set chat_template or chat_template_file, not both")
+        return self
+
+
+class ModelsFileError(Exception):
+    """models.toml cannot be used; the message names the file and the problem."""
+
+
+def load_models_file(path: Path) -> dict[str, ModelConfig]:
+    """Parse models.toml; a missing file means no per-model settings."""
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ModelsFileError(f"{path}: {exc}") from exc
+    unknown = set(data) - {"models"}
+    if unknown:
+        raise ModelsFileError(f"{path}: unknown top-level keys {sorted(unknown)}")
+    tables = data.get("models", {})
+    if not isinstance(tables, dict):
+        raise ModelsFileError(f"{path}: [models] must be a table of tables")
+    out: dict[str, ModelConfig] = {}
+    for model_id, table in tables.items():
+        try:
+            config = ModelConfig.model_validate(table)
+        except ValidationError as exc:
+            raise ModelsFileError(f"{path}: [models.{model_id}]: {exc}") from exc
+        if config.chat_template_file is not None:
+            template_path = _resolve(path.parent, config.chat_template_file)
+            try:
+                text = template_path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ModelsFileError(f"{path}: [models.{model_id}]: {exc}") from exc
+            config = config.model_copy(update={"chat_template": text, "chat_template_file": None})
+        out[model_id] = config
+    return out
+
+
+def _resolve(base: Path, path: Path) -> Path:
+    return path if path.is_absolute() else base / path

@@ -1,0 +1,85 @@
+"""`halo serve | models | probe`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from app.config import Settings, load_settings
+
+
+def _serve_parser(sub: Any) -> None:
+    fields = Settings.model_fields
+    p = sub.add_parser("serve", help="run the OpenAI-compatible server",
+                       description="Run the server. Each flag overrides HALO_<NAME> and "
+                       "halo.toml; see the README for every setting.")
+    p.add_argument("--config", type=Path, help="TOML settings file (default ./halo.toml)")
+    flags = {
+        "host": str, "port": int, "models_dir": Path, "models_file": Path,
+        "memory_budget": str, "backend": str, "log_level": str, "n_threads": int,
+    }
+    for name, kind in flags.items():
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind,
+                       help=f"{fields[name].description} [env HALO_{name.upper()}]")
+    p.add_argument("--api-key", dest="api_keys", action="append",
+                   help=f"{fields['api_keys'].description} Repeatable. [env HALO_API_KEYS]")
+    p.add_argument("--preload", dest="preload", action="append",
+                   help=f"{fields['preload'].description} Repeatable. [env HALO_PRELOAD]")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    skip = {"command", "config", "json"}
+    cli = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
+    return load_settings(cli, getattr(args, "config", None))
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app import logs
+    from app.factory import create_app
+
+    settings = _settings(args)
+    logs.configure(settings.log_level)
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
+                access_log=False, timeout_graceful_shutdown=10)
+    return 0
+
+
+def list_models(args: argparse.Namespace) -> int:
+    from app.catalog.catalog import Defaults, scan
+
+    settings = _settings(args)
+    catalog = scan(settings.models_dir, settings.models_file_path,
+                   Defaults(settings.default_n_ctx, settings.default_parallel,
+                            settings.default_ttl))
+    rows = [{"id": e.id, "path": str(e.path), "size_bytes": e.size_bytes,
+             "context_length": e.context_length, "architecture": e.file.info.architecture}
+            for e in catalog]
+    if args.json:
+        print(json.dumps({"models": rows, "problems": [
+            {"path": str(p.path), "reason": p.reason} for p in catalog.problems]}, indent=2))
+        return 0
+    for row in rows:
+        print(f"{row['id']:40} {row['size_bytes'] / 2**20:9.1f} MiB  ctx {row['context_length']}"
+              f"  {row['architecture']}")
+    for problem in catalog.problems:
+        print(f"skipped {problem.path}: {problem.reason}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="halo", description="Local LLM server for Strix Halo")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    models = sub.add_parser("models", help="list the models in the catalog")
+    models.add_argument("--models-dir", dest="models_dir", type=Path)
+    models.add_argument("--models-file", dest="models_file", type=Path)
+    models.add_argument("--config", type=Path)
+    models.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    handlers = {"serve": serve, "models": list_models}
+    return handlers[args.command](args)

@@ -1,0 +1,28 @@
+"""What the scheduler needs from an engine (the real one is app.engine.client.EngineClient)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol
+
+from app.engine.client import Event, GenerateRequest, LoadReport, WorkerSpec, WorkerStats
+
+
+class Engine(Protocol):
+    spec: WorkerSpec
+    report: LoadReport
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def alive(self) -> bool: ...
+
+    async def stats(self) -> WorkerStats: ...
+
+    def generate(self, req: GenerateRequest) -> AsyncIterator[Event]: ...
+
+    async def stop(self, timeout: float = 10.0) -> None: ...
+
+
+EngineFactory = Callable[[WorkerSpec], Awaitable[Engine]]

@@ -1,0 +1,107 @@
+"""Validate an OpenAI request against the catalog and turn it into an engine request.
+
+Everything that can be refused without running the model is refused here, before the
+first byte of a response.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from app.catalog.catalog import Catalog, ModelEntry
+from app.engine.client import GenerateRequest
+from app.errors import InvalidRequest, ModelNotFound
+from app.protocol.chat import ChatCompletionRequest
+from app.protocol.common import SamplingRequest
+from app.protocol.completions import CompletionRequest
+from app.services.openai_format import ChatFormat, CompletionFormat, Format
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    entry: ModelEntry
+    request: GenerateRequest
+    format: Format
+    stream: bool
+
+
+def find_model(catalog: Catalog, model_id: str) -> ModelEntry:
+    entry = catalog.get(model_id)
+    if entry is None:
+        raise ModelNotFound(f"The model '{model_id}' does not exist", param="model")
+    return entry
+
+
+def _unsupported(param: str, what: str) -> InvalidRequest:
+    return InvalidRequest(f"{what} is not supported by this server yet", param=param)
+
+
+def _sampling(body: SamplingRequest, entry: ModelEntry, max_tokens: int | None) -> GenerateRequest:
+    if body.n > entry.parallel:
+        raise InvalidRequest(
+            f"n={body.n} exceeds the {entry.parallel} parallel slots of model '{entry.id}'",
+            param="n",
+        )
+    vocab = entry.file.info.vocab_size
+    bias: dict[int, float] = {}
+    for key, value in (body.logit_bias or {}).items():
+        token = int(key)
+        if vocab is not None and token >= vocab:
+            raise InvalidRequest(f"logit_bias token id {token} is outside the vocabulary "
+                                 f"(size {vocab})", param="logit_bias")
+        bias[token] = value
+    if body.extra_fields:
+        log.debug("ignoring unsupported fields", extra={"fields": body.extra_fields})
+    return GenerateRequest(
+        request_id=uuid.uuid4().hex,
+        max_tokens=max_tokens,
+        n=body.n,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        top_k=body.top_k,
+        min_p=body.min_p,
+        presence_penalty=body.presence_penalty,
+        frequency_penalty=body.frequency_penalty,
+        repeat_penalty=body.repeat_penalty,
+        seed=None if body.seed is None else body.seed % (2**32),
+        logit_bias=bias,
+        stop=body.stop_list,
+        ignore_eos=body.ignore_eos,
+    )
+
+
+def prepare_chat(catalog: Catalog, body: ChatCompletionRequest) -> Prepared:
+    entry = find_model(catalog, body.model)
+    if body.response_format is not None and body.response_format.type != "text":
+        raise _unsupported("response_format", f"response_format {body.response_format.type}")
+    if body.tools:
+        raise _unsupported("tools", "tool calling")
+    if body.logprobs:
+        raise _unsupported("logprobs", "logprobs")
+    if not entry.has_chat_template:
+        raise InvalidRequest(
+            f"model '{entry.id}' has no chat template: set chat_template in models.toml "
+            "or use /v1/completions", param="model")
+    request = _sampling(body, entry, body.token_limit)
+    request.messages = [message.for_template() for message in body.messages]
+    request.add_generation_prompt = body.add_generation_prompt
+    return Prepared(entry, request, ChatFormat(entry.id, body.n, body.include_usage), body.stream)
+
+
+def prepare_completion(catalog: Catalog, body: CompletionRequest) -> Prepared:
+    entry = find_model(catalog, body.model)
+    if body.suffix:
+        raise _unsupported("suffix", "suffix (fill-in-the-middle)")
+    if body.logprobs:
+        raise _unsupported("logprobs", "logprobs")
+    if body.best_of is not None and body.best_of != body.n:
+        raise _unsupported("best_of", "best_of other than n")
+    request = _sampling(body, entry, body.max_tokens)
+    request.prompt = body.prompt_text
+    echo = body.prompt_text if body.echo else ""
+    fmt = CompletionFormat(entry.id, body.n, body.include_usage, echo=echo)
+    return Prepared(entry, request, fmt, body.stream)

@@ -1,0 +1,17 @@
+"""What one app instance owns; stored on ``app.state.halo`` by create_app()."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.catalog.catalog import Catalog
+from app.config import Settings
+from app.scheduler.scheduler import Scheduler
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    catalog: Catalog
+    scheduler: Scheduler
+    backend: str

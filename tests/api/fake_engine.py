@@ -1,0 +1,89 @@
+"""A small hand-written engine for HTTP-contract tests (no llama.cpp, no process)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+
+from app.engine.client import (
+    Accepted,
+    ChoiceEnd,
+    Event,
+    Failed,
+    Finished,
+    GenerateRequest,
+    LoadReport,
+    TextDelta,
+    WorkerSpec,
+    WorkerStats,
+)
+
+REPLY = ["Hello", " from", " the", " fake", " engine", "."]
+_PIDS = itertools.count(100000)
+
+
+class FakeEngine:
+    """Replies with REPLY (cut at max_tokens); 'FAIL:<code>' in the prompt fails first."""
+
+    def __init__(self, spec: WorkerSpec, delay: float = 0.0) -> None:
+        self.spec = spec
+        self.delay = delay
+        self.cancelled: list[str] = []
+        self.requests: list[GenerateRequest] = []
+        self._alive = True
+        self._pid = next(_PIDS)
+        self.report = LoadReport(
+            pid=self._pid, load_seconds=0.0, n_ctx=spec.n_ctx, parallel=spec.parallel,
+            n_ctx_train=8192, n_vocab=49152, model_bytes=1, kv_bytes=1, compute_bytes=1,
+            rss_bytes=1, has_chat_template=True, backend_devices=("CPU",),
+        )
+
+    @property
+    def pid(self) -> int:
+        return self._pid
+
+    @property
+    def alive(self) -> bool:
+        return self._alive
+
+    async def stats(self) -> WorkerStats:
+        return WorkerStats(self.spec.parallel, 0, 0, 0, 1)
+
+    async def generate(self, req: GenerateRequest) -> AsyncIterator[Event]:
+        self.requests.append(req)
+        text = req.prompt or " ".join(str(m["content"]) for m in req.messages or [])
+        if "FAIL:" in text:
+            code = text.split("FAIL:", 1)[1].split()[0]
+            yield Failed(code, f"fake failure {code}", {"prompt_tokens": 9, "n_ctx": 8})
+            return
+        yield Accepted(prompt_tokens=len(text.split()), cached_tokens=0)
+        try:
+            limit = req.max_tokens or len(REPLY)
+            for index in range(req.n):
+                for piece in REPLY[:limit]:
+                    await asyncio.sleep(self.delay)
+                    yield TextDelta(index, piece, 1)
+                if "CRASH" in text:
+                    yield Failed("worker_crashed", "the worker died", {})
+                    return
+                reason = "length" if limit < len(REPLY) else "stop"
+                yield ChoiceEnd(index, reason, min(limit, len(REPLY)))
+            yield Finished(len(text.split()), 0, req.n * min(limit, len(REPLY)), 0.1, 1.0, 2.0)
+        except BaseException:
+            self.cancelled.append(req.request_id)
+            raise
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        self._alive = False
+
+
+class FakeFactory:
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.started: list[FakeEngine] = []
+
+    async def __call__(self, spec: WorkerSpec) -> FakeEngine:
+        engine = FakeEngine(spec, self.delay)
+        self.started.append(engine)
+        return engine
