@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator
 from fastapi import Depends, FastAPI
 
 from app.api import admin, errors, generate, health, models
+from app.api import metrics as metrics_api
 from app.api.auth import require_api_key
 from app.api.limits import BodyLimit
 from app.catalog.catalog import Defaults, ModelEntry, scan
 from app.config import Settings
 from app.engine.client import EngineClient, WorkerSpec
+from app.metrics import Metrics
 from app.scheduler.engine import Engine, EngineFactory
 from app.scheduler.scheduler import Scheduler
 from app.state import AppState
@@ -53,7 +55,10 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
         engine_factory or _start_worker,
         lambda entry: worker_spec(settings, entry),
     )
-    state = AppState(settings=settings, catalog=catalog, scheduler=scheduler, backend="cpu")
+    metrics = Metrics()
+    metrics.declare_models(entry.id for entry in catalog)
+    state = AppState(settings=settings, catalog=catalog, scheduler=scheduler, backend="cpu",
+                     metrics=metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -70,6 +75,7 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(health.router)
+    app.include_router(metrics_api.router)
     secured = [Depends(require_api_key)]
     for router in (models.router, generate.router, admin.router):
         app.include_router(router, dependencies=secured)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from app.catalog.catalog import Catalog
 from app.config import Settings
+from app.metrics import Metrics
 from app.scheduler.scheduler import Scheduler
 
 
@@ -15,3 +16,4 @@ class AppState:
     catalog: Catalog
     scheduler: Scheduler
     backend: str
+    metrics: Metrics

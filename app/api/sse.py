@@ -31,7 +31,8 @@ def _data(payload: dict[str, Any]) -> str:
 
 async def respond(request: Request, prepared: Prepared) -> Response:
     state: AppState = request.app.state.halo
-    generation = Generation(state.scheduler, prepared.entry.id, prepared.request)
+    tracker = state.metrics.track(prepared.entry.id)
+    generation = Generation(state.scheduler, prepared.entry.id, prepared.request, tracker)
     if not prepared.stream:
         return await _collect(request, generation, prepared.format)
     try:

@@ -20,6 +20,7 @@ from app.errors import (
     HaloError,
     InvalidRequest,
 )
+from app.metrics import RequestTracker
 from app.scheduler.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -37,24 +38,34 @@ def error_from(failed: Failed) -> HaloError:
 
 
 class Generation:
-    def __init__(self, scheduler: Scheduler, model_id: str, request: GenerateRequest) -> None:
+    def __init__(self, scheduler: Scheduler, model_id: str, request: GenerateRequest,
+                 tracker: RequestTracker) -> None:
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._pending: object | None = None
+        self._tracker = tracker
         self._task = asyncio.create_task(self._pump(scheduler, model_id, request))
 
     async def _pump(self, scheduler: Scheduler, model_id: str, request: GenerateRequest) -> None:
+        status = "ok"
         try:
             async with scheduler.lease(model_id) as engine:
                 async for event in engine.generate(request):
+                    self._tracker.on_event(event)
+                    if isinstance(event, Failed):
+                        status = event.code
                     self._queue.put_nowait(event)
         except HaloError as exc:
+            status = exc.code
             self._queue.put_nowait(exc)
         except asyncio.CancelledError:
+            status = "cancelled"
             raise
         except Exception as exc:  # an engine bug must not hang the client
+            status = "internal_error"
             log.exception("generation failed", extra={"model": model_id})
             self._queue.put_nowait(EngineError(f"generation failed: {exc}"))
         finally:
+            self._tracker.close(status)
             self._queue.put_nowait(_END)
 
     async def first(self, timeout: float | None) -> Event | None:
