@@ -63,12 +63,22 @@ def list_models(args: argparse.Namespace) -> int:
         print(json.dumps({"models": rows, "problems": [
             {"path": str(p.path), "reason": p.reason} for p in catalog.problems]}, indent=2))
         return 0
-    for row in rows:
-        print(f"{row['id']:40} {row['size_bytes'] / 2**20:9.1f} MiB  ctx {row['context_length']}"
-              f"  {row['architecture']}")
+    for e in catalog:
+        print(f"{e.id:40} {e.size_bytes / 2**20:9.1f} MiB  ctx {e.context_length}"
+              f"  {e.file.info.architecture}")
     for problem in catalog.problems:
         print(f"skipped {problem.path}: {problem.reason}")
     return 0
+
+
+def run_probe(args: argparse.Namespace) -> int:
+    from app.factory import run_probe as probe
+    from app.hardware.report import format_report
+
+    settings = _settings(args)
+    report = probe(settings)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    return 0 if report.choice.ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,6 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     models.add_argument("--models-file", dest="models_file", type=Path)
     models.add_argument("--config", type=Path)
     models.add_argument("--json", action="store_true")
+    probe = sub.add_parser("probe", help="report this machine's backend choice and memory pool",
+                           description="Probe the machine and the llama.cpp build; exit 1 if "
+                           "the requested backend cannot be used.")
+    probe.add_argument("--backend", dest="backend", choices=["auto", "cpu", "vulkan", "rocm"])
+    probe.add_argument("--memory-budget", dest="memory_budget", type=str)
+    probe.add_argument("--config", type=Path)
+    probe.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    handlers = {"serve": serve, "models": list_models}
+    handlers = {"serve": serve, "models": list_models, "probe": run_probe}
     return handlers[args.command](args)

@@ -1,23 +1,30 @@
-"""create_app(settings): the one place that wires halo together."""
+"""create_app(settings): the one place that wires halo together.
+
+probe -> catalog -> scheduler (estimates, budget) -> metrics -> routers.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 from fastapi import Depends, FastAPI
 
-from app.api import admin, errors, generate, health, models
+from app.api import admin, errors, generate, health, models, system
 from app.api import metrics as metrics_api
 from app.api.auth import require_api_key
 from app.api.limits import BodyLimit
 from app.catalog.catalog import Defaults, ModelEntry, scan
 from app.config import Settings
 from app.engine.client import EngineClient, WorkerSpec
+from app.hardware.choice import BackendChoice
+from app.hardware.probe import ProbeReport, probe
 from app.metrics import Metrics
 from app.scheduler.engine import Engine, EngineFactory
-from app.scheduler.scheduler import Scheduler
+from app.scheduler.estimate import MemoryEstimate, estimate
+from app.scheduler.scheduler import Limits, Scheduler
 from app.state import AppState
 
 log = logging.getLogger(__name__)
@@ -27,7 +34,7 @@ async def _start_worker(spec: WorkerSpec) -> Engine:
     return await EngineClient.start(spec)
 
 
-def worker_spec(settings: Settings, entry: ModelEntry) -> WorkerSpec:
+def worker_spec(settings: Settings, choice: BackendChoice, entry: ModelEntry) -> WorkerSpec:
     return WorkerSpec(
         model_id=entry.id,
         model_path=entry.path,
@@ -35,13 +42,37 @@ def worker_spec(settings: Settings, entry: ModelEntry) -> WorkerSpec:
         parallel=entry.parallel,
         n_batch=entry.n_batch,
         n_threads=settings.n_threads,
+        n_gpu_layers=choice.n_gpu_layers,
+        use_mmap=choice.use_mmap,
+        flash_attn=choice.flash_attn if choice.backend != "cpu" else None,
         cache_type_k=entry.cache_type_k,
         cache_type_v=entry.cache_type_v,
         chat_template=entry.chat_template,
+        lib_path=choice.lib_path,
+        env=dict(choice.env),
     )
 
 
-def create_app(settings: Settings, *, engine_factory: EngineFactory | None = None) -> FastAPI:
+def estimate_entry(choice: BackendChoice, entry: ModelEntry) -> MemoryEstimate:
+    return estimate(entry.file, n_ctx=entry.n_ctx, parallel=entry.parallel,
+                    cache_type_k=entry.cache_type_k, cache_type_v=entry.cache_type_v,
+                    n_batch=entry.n_batch, n_ubatch=entry.n_batch,
+                    flash_attn=choice.flash_attn and choice.backend != "cpu")
+
+
+def run_probe(settings: Settings) -> ProbeReport:
+    budget = int(settings.memory_budget) if settings.memory_budget is not None else None
+    return probe(env=os.environ, requested=settings.backend, memory_budget=budget)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine_factory: EngineFactory | None = None,
+    probe_report: ProbeReport | None = None,
+) -> FastAPI:
+    report = probe_report or run_probe(settings)
+    choice = report.choice
     catalog = scan(
         settings.models_dir,
         settings.models_file_path,
@@ -50,20 +81,28 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
     for problem in catalog.problems:
         log.warning("invalid model file skipped",
                     extra={"path": str(problem.path), "reason": problem.reason})
+    metrics = Metrics()
+    metrics.declare_models(entry.id for entry in catalog)
+    devices = ",".join(d.name for d in report.llama.devices) if report.llama else ""
+    metrics.backend.labels(choice.backend, devices).set(1)
     scheduler = Scheduler(
         catalog,
         engine_factory or _start_worker,
-        lambda entry: worker_spec(settings, entry),
+        lambda entry: worker_spec(settings, choice, entry),
+        lambda entry: estimate_entry(choice, entry),
+        Limits(budget=report.pool.budget_bytes, max_waiting=settings.max_waiting),
+        metrics,
     )
-    metrics = Metrics()
-    metrics.declare_models(entry.id for entry in catalog)
-    state = AppState(settings=settings, catalog=catalog, scheduler=scheduler, backend="cpu",
+    state = AppState(settings=settings, catalog=catalog, scheduler=scheduler, probe=report,
                      metrics=metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        log.info("halo starting", extra={"models": [e.id for e in catalog],
-                                          "backend": state.backend})
+        log.info("halo starting", extra={
+            "models": [e.id for e in catalog], "backend": choice.backend,
+            "devices": devices, "reasons": list(choice.reasons),
+            "warnings": list(choice.warnings), "budget_bytes": report.pool.budget_bytes})
+        scheduler.start()
         for model_id in settings.preload:
             await scheduler.load(model_id)
         yield
@@ -77,6 +116,6 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
     app.include_router(health.router)
     app.include_router(metrics_api.router)
     secured = [Depends(require_api_key)]
-    for router in (models.router, generate.router, admin.router):
+    for router in (models.router, generate.router, admin.router, system.router):
         app.include_router(router, dependencies=secured)
     return app

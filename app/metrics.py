@@ -14,6 +14,10 @@ _TTFT = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 3
 _ITL = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.15, 0.3, 0.6, 1.2, 2.5)
 _E2E = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 640, 1800)
 _QUEUE = (0.001, 0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+_REQUEST_STATUSES = (
+    "ok", "cancelled", "context_length_exceeded", "invalid_request", "engine_error",
+    "internal_error", "model_load_failed", "insufficient_memory", "queue_full", "model_busy",
+)
 _LOAD = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 600)
 
 
@@ -66,6 +70,16 @@ class Metrics:
             self.running.labels(model).set(0)
             self.waiting.labels(model).set(0)
             self.loaded.labels(model).set(0)
+            # every labelled series exists from the start, so rate()/increase() see the
+            # first event (a series born at 1 has no earlier sample to increase from)
+            for result in ("ok", "failed"):
+                self.loads.labels(model, result)
+            for reason in ("api", "ttl", "memory", "crashed"):
+                self.evictions.labels(model, reason)
+            for status in _REQUEST_STATUSES:
+                self.requests.labels(model, status)
+            for hist in (self.ttft, self.itl, self.e2e, self.queue_time, self.load_time):
+                hist.labels(model)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

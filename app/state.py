@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from app.catalog.catalog import Catalog
 from app.config import Settings
+from app.hardware.probe import ProbeReport
 from app.metrics import Metrics
 from app.scheduler.scheduler import Scheduler
 
@@ -15,5 +16,9 @@ class AppState:
     settings: Settings
     catalog: Catalog
     scheduler: Scheduler
-    backend: str
+    probe: ProbeReport
     metrics: Metrics
+
+    @property
+    def backend(self) -> str:
+        return self.probe.choice.backend

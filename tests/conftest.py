@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from app.hardware.probe import ProbeReport, probe
+
 REPO = Path(__file__).resolve().parent.parent
 MODELS = REPO / "models"
 SMOLLM = MODELS / "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -50,3 +52,10 @@ def models_dir(tmp_path: Path, smollm_path: Path, gemma_path: Path) -> Path:
         f"chat_template = '''{GEMMA_TEMPLATE}'''\n"
     )
     return root
+
+
+@pytest.fixture(scope="session")
+def probe_report() -> ProbeReport:
+    """A probe of a captured machine with no AMD GPU (deterministic on any host)."""
+    return probe(REPO / "tests/fixtures/machines/no-amd-gpu", env={}, run_commands=False,
+                 memory_budget=16 << 30)

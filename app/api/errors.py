@@ -75,9 +75,11 @@ def param_path(loc: Sequence[int | str]) -> str | None:
 
 async def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+    first: dict[str, Any] = dict(exc.errors()[0]) if exc.errors() else {"loc": (),
+                                                                         "msg": "invalid request"}
     if first.get("type") == "json_invalid":
-        message = f"request body is not valid JSON: {first.get('ctx', {}).get('error', '')}".strip()
+        reason = (first.get("ctx") or {}).get("error", "")
+        message = f"request body is not valid JSON: {reason}".strip()
         return JSONResponse(envelope(message, "invalid_request_error", "invalid_json"), 400)
     param = param_path(first.get("loc", ()))
     message = f"{param}: {first['msg']}" if param else str(first["msg"])

@@ -13,10 +13,11 @@ router = APIRouter()
 
 @router.get("/health")
 async def health(state: StateDep) -> dict[str, Any]:
-    loaded = [s.entry.id for s in state.scheduler.states() if s.status == "loaded"]
+    llama = state.probe.llama
     return {
         "status": "ok",
         "backend": state.backend,
+        "devices": [d.name for d in llama.devices] if llama else [],
         "models": len(state.catalog),
-        "loaded": loaded,
+        "loaded": [s.entry.id for s in state.scheduler.states() if s.status == "loaded"],
     }

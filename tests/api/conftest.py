@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from app.factory import create_app
+from app.hardware.probe import ProbeReport
 from tests.api.fake_engine import FakeFactory
 
 
@@ -18,9 +19,10 @@ def factory() -> FakeFactory:
 
 
 @pytest.fixture
-def app(models_dir: Path, factory: FakeFactory) -> FastAPI:
+def app(models_dir: Path, factory: FakeFactory, probe_report: ProbeReport) -> FastAPI:
     settings = Settings(models_dir=models_dir, stream_commit_seconds=5)
-    return create_app(settings, engine_factory=factory)
+    return create_app(settings, engine_factory=factory,
+                     probe_report=probe_report)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import pytest
 
 from app.config import Settings
 from app.factory import create_app
+from app.hardware.probe import ProbeReport
 from tests.api.fake_engine import FakeFactory
 from tests.api.sse_util import sse_events
 
@@ -109,12 +110,13 @@ async def test_error_after_stream_start_is_in_band(client: httpx.AsyncClient) ->
     assert events[-2]["error"]["code"] == "engine_error"
 
 
-async def test_chat_needs_a_template(tmp_path: Path, smollm_path: Path,
-                                     gemma_path: Path) -> None:
+async def test_chat_needs_a_template(tmp_path: Path, gemma_path: Path,
+                                     probe_report: ProbeReport) -> None:
     root = tmp_path / "m"
     root.mkdir()
     (root / gemma_path.name).symlink_to(gemma_path)
-    app = create_app(Settings(models_dir=root), engine_factory=FakeFactory())
+    app = create_app(Settings(models_dir=root), engine_factory=FakeFactory(),
+                     probe_report=probe_report)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://halo") as c:
         resp = await c.post("/v1/chat/completions",

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from app.factory import create_app
+from app.hardware.probe import ProbeReport
 from tests.api.fake_engine import FakeFactory
 
 pytestmark = pytest.mark.anyio
@@ -55,10 +56,13 @@ async def test_unknown_route_is_enveloped(client: httpx.AsyncClient) -> None:
     assert resp.json()["error"]["code"] == "not_found"
 
 
-async def test_bad_gguf_is_skipped_not_fatal(models_dir: Path, factory: FakeFactory) -> None:
+async def test_bad_gguf_is_skipped_not_fatal(
+    models_dir: Path, factory: FakeFactory, probe_report: ProbeReport
+) -> None:
     (models_dir / "broken.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 20)
     (models_dir / "notgguf.gguf").write_bytes(b"hello world, not a model")
-    app = create_app(Settings(models_dir=models_dir), engine_factory=factory)
+    app = create_app(Settings(models_dir=models_dir), engine_factory=factory,
+                     probe_report=probe_report)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://halo") as c:
         ids = {m["id"] for m in (await c.get("/v1/models")).json()["data"]}
@@ -68,9 +72,10 @@ async def test_bad_gguf_is_skipped_not_fatal(models_dir: Path, factory: FakeFact
 
 
 @pytest.fixture
-def keyed_app(models_dir: Path, factory: FakeFactory) -> FastAPI:
+def keyed_app(models_dir: Path, factory: FakeFactory, probe_report: ProbeReport) -> FastAPI:
     return create_app(Settings(models_dir=models_dir, api_keys=["k1", "sekrit"]),
-                      engine_factory=factory)
+                      engine_factory=factory,
+                     probe_report=probe_report)
 
 
 @pytest.mark.parametrize(

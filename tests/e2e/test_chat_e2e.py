@@ -6,11 +6,13 @@ import asyncio
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.e2e.server import Server
 
 SMOL = "smollm2"
-ASK = [{"role": "user", "content": "Write one sentence about the sea."}]
+ASK: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "Write one sentence about the sea."}]
 
 
 def sync_client(server: Server) -> openai.OpenAI:
@@ -77,7 +79,8 @@ def test_max_tokens_gives_length(server: Server) -> None:
 
 def test_stop_string_never_in_output(server: Server) -> None:
     client = sync_client(server)
-    prompt = [{"role": "user", "content": "Count from 1 to 20, separated by commas."}]
+    prompt: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "Count from 1 to 20, separated by commas."}]
     free = client.chat.completions.create(model=SMOL, messages=prompt, max_tokens=60,
                                           temperature=0).choices[0].message.content or ""
     assert "5" in free, free
@@ -115,7 +118,8 @@ def test_n_two(server: Server) -> None:
 
 def test_multibyte_utf8_streamed_intact(server: Server) -> None:
     client = sync_client(server)
-    messages = [{"role": "user", "content": "Repeat exactly: 日本語のテキスト 🌊🐟 café"}]
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "Repeat exactly: 日本語のテキスト 🌊🐟 café"}]
     plain = client.chat.completions.create(model=SMOL, messages=messages, max_tokens=40,
                                            temperature=0).choices[0].message.content or ""
     pieces = [c.choices[0].delta.content or "" for c in client.chat.completions.create(
@@ -127,13 +131,15 @@ def test_multibyte_utf8_streamed_intact(server: Server) -> None:
 
 def test_second_turn_reuses_cache(server: Server) -> None:
     client = sync_client(server)
-    turn1 = [{"role": "system", "content": "You are a helpful assistant. " * 20},
-             {"role": "user", "content": "Say hello."}]
+    turn1: list[ChatCompletionMessageParam] = [
+        {"role": "system", "content": "You are a helpful assistant. " * 20},
+        {"role": "user", "content": "Say hello."}]
     first = client.chat.completions.create(model=SMOL, messages=turn1, max_tokens=12,
                                            temperature=0)
     assert first.usage is not None
-    turn2 = [*turn1, {"role": "assistant", "content": first.choices[0].message.content or ""},
-             {"role": "user", "content": "Again."}]
+    reply = first.choices[0].message.content or ""
+    turn2: list[ChatCompletionMessageParam] = [
+        *turn1, {"role": "assistant", "content": reply}, {"role": "user", "content": "Again."}]
     second = client.chat.completions.create(model=SMOL, messages=turn2, max_tokens=12,
                                             temperature=0)
     assert second.usage is not None

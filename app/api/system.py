@@ -1,0 +1,28 @@
+"""GET /system: the probe report, the memory pool and the ledger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from app.api.deps import StateDep
+
+router = APIRouter()
+
+
+@router.get("/system")
+async def system(state: StateDep) -> dict[str, Any]:
+    scheduler = state.scheduler
+    ledger = [
+        {"model": s.entry.id, "status": s.status, "reserved_bytes": s.reserved,
+         "estimate_bytes": s.estimate.total, "measured_bytes": s.measured or None,
+         "estimate": s.estimate.describe(), "pinned": s.entry.pinned}
+        for s in scheduler.states()
+    ]
+    budget = scheduler.limits.budget
+    return {
+        "probe": state.probe.to_dict(),
+        "memory": {"budget_bytes": budget, "reserved_bytes": scheduler.reserved,
+                   "free_bytes": budget - scheduler.reserved, "ledger": ledger},
+    }
