@@ -5,10 +5,11 @@ Each check returns an ``Assessment``; ``choice.choose_backend`` turns them into 
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from app.hardware.kernel import gfx1151_compute_gate
-from app.hardware.llama_build import LlamaBuild
+from app.hardware.llama_build import LlamaBuild, LlamaDevice
 from app.hardware.os_facts import OsFacts
 from app.hardware.rocminfo import RocmInfo
 from app.hardware.sysfs import AMD_VENDOR_ID, GFX1151_TARGET_VERSION
@@ -29,6 +30,8 @@ AMDVLK_WARNING = (
     "the Vulkan driver is AMDVLK: deprecated upstream, 2 GiB single-allocation cap and slower "
     "prompt processing on gfx1151; install mesa-vulkan-drivers (RADV) and set AMD_VULKAN_ICD=RADV"
 )
+#: Vulkan device names of software rasterizers (Mesa llvmpipe/lavapipe, Google SwiftShader).
+SOFTWARE_VULKAN_NAMES = ("llvmpipe", "lavapipe", "swiftshader")
 #: A ROCm GPU pool this small means a kernel before 6.16.9 (ROCm #5444: "only 15.5 GB").
 SMALL_ROCM_POOL = 17 * GIB
 
@@ -72,6 +75,38 @@ def _driver_notes(
         result.reasons.append("driver: RADV" + (f" ({info})" if info else ""))
 
 
+def _is_software(device: LlamaDevice, vulkan: tuple[VulkanDevice, ...] | None) -> bool:
+    """Whether a llama.cpp device is a software rasterizer.
+
+    llama.cpp lists llvmpipe only when ``GGML_VK_VISIBLE_DEVICES`` selects it, and then as type
+    ``GPU`` (ggml calls every Vulkan device that is not an integrated GPU a GPU).
+    """
+    text = device.description.lower()
+    return any(name in text for name in SOFTWARE_VULKAN_NAMES) or any(
+        d.is_software and d.name == device.description for d in vulkan or ()
+    )
+
+
+def _why_no_vulkan_gpu(
+    facts: OsFacts, vulkan: tuple[VulkanDevice, ...] | None, icd_drivers: AbstractSet[str]
+) -> str:
+    """Why llama.cpp's Vulkan backend sees no GPU on a machine with a render node."""
+    if not any(node.accessible for node in facts.render_nodes):
+        return f"{facts.render_nodes[0].path} is not accessible: {JOIN_GROUPS}, then log in again"
+    if not facts.vulkan_loader:
+        return "the Vulkan loader libvulkan.so.1 is not installed: apt install libvulkan1"
+    if not facts.vulkan_icds:
+        return (
+            "no Vulkan ICD installed (loader present, no driver): apt install mesa-vulkan-drivers"
+        )
+    if icd_drivers <= {"llvmpipe"} or (vulkan and not _hardware(vulkan)):
+        return (
+            "only the llvmpipe software rasterizer is installed: "
+            "apt install mesa-vulkan-drivers for RADV"
+        )
+    return "llama.cpp's Vulkan backend found no GPU device"
+
+
 def assess_vulkan(
     facts: OsFacts,
     build: LlamaBuild,
@@ -80,6 +115,13 @@ def assess_vulkan(
     allow_software: bool = False,
 ) -> Assessment:
     result = Assessment()
+    software = [d for d in vulkan or () if d.is_software]
+    icd_drivers = {icd.driver for icd in facts.vulkan_icds}
+    software_note = (
+        "vulkaninfo lists only "
+        + ", ".join(d.name for d in software)
+        + ", which llama.cpp never uses as a GPU"
+    )
     if not facts.render_nodes:
         result.fail(
             "no /dev/dri render node: the amdgpu driver is not loaded "
@@ -87,42 +129,33 @@ def assess_vulkan(
             if facts.amd_gpu
             else "no GPU found (no /dev/dri render node)"
         )
-        return result
+        if software:
+            result.reasons.append(software_note)
+        # llvmpipe needs no render node: only a forced software device goes on from here
+        if not (allow_software and (software or "llvmpipe" in icd_drivers)):
+            return result
     if not build.has_backend("Vulkan"):
         result.fail(f"this llama-cpp-python build has no Vulkan backend: {REINSTALL_VULKAN}")
         return result
-    gpus = build.gpus("Vulkan")
-    if gpus:
+    listed = build.gpus("Vulkan")
+    listed_software = [d for d in listed if _is_software(d, vulkan)]
+    gpus = tuple(d for d in listed if d not in listed_software)
+    if gpus and facts.render_nodes:
         shown = ", ".join(f"{d.name} = {d.description} ({d.type})" for d in gpus)
         result.reasons.append(f"llama.cpp's Vulkan backend sees {shown}")
         _driver_notes(facts, build, vulkan, result)
         return result
-    software = [d for d in vulkan or () if d.is_software]
-    icd_drivers = {icd.driver for icd in facts.vulkan_icds}
-    if not any(node.accessible for node in facts.render_nodes):
-        result.fail(
-            f"{facts.render_nodes[0].path} is not accessible: {JOIN_GROUPS}, then log in again"
-        )
-    elif not facts.vulkan_loader:
-        result.fail("the Vulkan loader libvulkan.so.1 is not installed: apt install libvulkan1")
-    elif not facts.vulkan_icds:
-        result.fail(
-            "no Vulkan ICD installed (loader present, no driver): apt install mesa-vulkan-drivers"
-        )
-    elif icd_drivers <= {"llvmpipe"} or (vulkan and not _hardware(vulkan)):
-        result.fail(
-            "only the llvmpipe software rasterizer is installed: "
-            "apt install mesa-vulkan-drivers for RADV"
-        )
-    else:
-        result.fail("llama.cpp's Vulkan backend found no GPU device")
-    if software:
+    if facts.render_nodes:
+        result.fail(_why_no_vulkan_gpu(facts, vulkan, icd_drivers))
+        if software:
+            result.reasons.append(software_note)
+    if listed_software:
         result.reasons.append(
-            "vulkaninfo lists only "
-            + ", ".join(d.name for d in software)
-            + ", which llama.cpp never uses as a GPU"
+            "llama.cpp lists "
+            + ", ".join(f"{d.name} = {d.description}" for d in listed_software)
+            + " only because GGML_VK_VISIBLE_DEVICES selects it: a software rasterizer, not a GPU"
         )
-    if allow_software and (software or "llvmpipe" in icd_drivers):
+    if allow_software and (software or listed_software or "llvmpipe" in icd_drivers):
         index = software[0].index if software else 0
         result.ok = True
         result.env["GGML_VK_VISIBLE_DEVICES"] = str(index)
