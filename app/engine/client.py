@@ -1,0 +1,246 @@
+"""Front-side async handle of one worker process (never imports llama_cpp).
+
+`EngineClient.start` spawns `python -m app.engine.worker` with one end of a Unix
+socketpair and waits for the load report. Afterwards the channel's protocol demultiplexes
+each incoming frame (one per decode step) straight into per-request queues, and a watch
+task waits for the channel to close. `generate` is an async generator: closing it early
+sends a cancel. If the worker dies, every active request gets Failed("worker_crashed").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import AsyncGenerator, Callable
+from pathlib import Path
+
+from app.engine import ipc
+from app.engine.schema import (
+    Accepted,
+    ChoiceEnd,
+    EngineLoadError,
+    Event,
+    Failed,
+    Finished,
+    GenerateRequest,
+    LoadReport,
+    TextDelta,
+    WorkerSpec,
+    WorkerStats,
+)
+from app.engine.spawn import log_tail, spawn_worker
+
+__all__ = [
+    "Accepted",
+    "ChoiceEnd",
+    "EngineClient",
+    "EngineLoadError",
+    "EngineUnavailableError",
+    "Event",
+    "Failed",
+    "Finished",
+    "GenerateRequest",
+    "LoadReport",
+    "TextDelta",
+    "WorkerSpec",
+    "WorkerStats",
+]
+
+logger = logging.getLogger(__name__)
+
+_KILL_GRACE_S = 3.0
+
+
+class EngineUnavailableError(RuntimeError):
+    """The worker is not running (stopped or crashed)."""
+
+
+class EngineClient:
+    """Handle of one running worker: generate, stats, stop."""
+
+    def __init__(
+        self,
+        spec: WorkerSpec,
+        proc: asyncio.subprocess.Process,
+        channel: ipc.FrameProtocol,
+        log_path: Path,
+        report: LoadReport,
+    ) -> None:
+        self.spec = spec
+        self.report = report
+        self.log_path = log_path
+        self._proc = proc
+        self._channel = channel
+        self._queues: dict[str, asyncio.Queue[Event]] = {}
+        self._stats_waiters: dict[int, asyncio.Future[WorkerStats]] = {}
+        self._query_ids = itertools.count(1)
+        self._stopping = False
+        self._dead = False
+        self._stop_lock = asyncio.Lock()
+        self._closed = asyncio.Event()
+        channel.on_message = self._dispatch
+        channel.on_close = self._closed.set
+        if channel.closed:
+            self._closed.set()
+        self._watch_task = asyncio.create_task(self._watch(), name=f"engine-{spec.model_id}")
+
+    @classmethod
+    async def start(
+        cls,
+        spec: WorkerSpec,
+        *,
+        timeout: float = 600.0,
+        on_progress: Callable[[float], None] | None = None,
+    ) -> EngineClient:
+        """Spawn the worker and wait until the model is loaded; raises EngineLoadError."""
+        spawned = await spawn_worker(spec)
+        proc, log_path = spawned.proc, spawned.log_path
+        logger.info("worker %d started for %s (log %s)", proc.pid, spec.model_id, log_path)
+        inbox: asyncio.Queue[ipc.ToWorker | ipc.ToFront | None] = asyncio.Queue()
+        _, channel = await asyncio.get_running_loop().create_unix_connection(
+            lambda: ipc.FrameProtocol(inbox.put_nowait, lambda: inbox.put_nowait(None)),
+            sock=spawned.sock,
+        )
+        try:
+            channel.send(ipc.Load(spec))
+            async with asyncio.timeout(timeout):
+                report = await cls._await_loaded(proc, inbox, log_path, on_progress)
+        except BaseException as exc:
+            channel.close()
+            if proc.returncode is None:
+                proc.kill()
+            await proc.wait()
+            log_path.unlink(missing_ok=True)
+            if isinstance(exc, TimeoutError):
+                raise EngineLoadError(f"loading took longer than {timeout:.0f} s") from exc
+            raise
+        return cls(spec, proc, channel, log_path, report)
+
+    @staticmethod
+    async def _await_loaded(
+        proc: asyncio.subprocess.Process,
+        inbox: asyncio.Queue[ipc.ToWorker | ipc.ToFront | None],
+        log_path: Path,
+        on_progress: Callable[[float], None] | None,
+    ) -> LoadReport:
+        while True:
+            msg = await inbox.get()
+            if msg is None:
+                code = await proc.wait()
+                tail = log_tail(log_path)
+                raise EngineLoadError(
+                    f"worker exited with code {code}" + (f": {tail}" if tail else "")
+                )
+            if isinstance(msg, ipc.Progress):
+                if on_progress is not None:
+                    on_progress(msg.value)
+            elif isinstance(msg, ipc.Loaded):
+                return msg.report
+            elif isinstance(msg, ipc.LoadFailed):
+                raise EngineLoadError(msg.reason)
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return not self._dead and self._proc.returncode is None
+
+    async def stats(self) -> WorkerStats:
+        """Slots and queue of the worker; raises EngineUnavailableError if it is gone."""
+        if not self.alive:
+            raise EngineUnavailableError(f"worker for {self.spec.model_id} is not running")
+        query_id = next(self._query_ids)
+        fut: asyncio.Future[WorkerStats] = asyncio.get_running_loop().create_future()
+        self._stats_waiters[query_id] = fut
+        self._channel.send(ipc.StatsQuery(query_id))
+        try:
+            return await fut
+        finally:
+            self._stats_waiters.pop(query_id, None)
+
+    async def generate(self, req: GenerateRequest) -> AsyncGenerator[Event, None]:
+        """Events of one request; closing the iterator early cancels it in the worker."""
+        rid = req.request_id
+        if rid in self._queues:
+            raise ValueError(f"request id {rid!r} is already running")
+        if not self.alive:
+            code = "worker_stopped" if self._stopping else "worker_crashed"
+            yield Failed(code, f"worker for {self.spec.model_id} is not running", {})
+            return
+        q: asyncio.Queue[Event] = asyncio.Queue()
+        self._queues[rid] = q
+        ended = False
+        try:
+            self._channel.send(ipc.Submit(req))
+            while True:
+                event = await q.get()
+                ended = isinstance(event, Finished | Failed)
+                yield event
+                if ended:
+                    return
+        finally:
+            self._queues.pop(rid, None)
+            if not ended:
+                self._channel.send(ipc.Cancel(rid))
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop gracefully (running requests get Failed("worker_stopped")), else kill."""
+        async with self._stop_lock:
+            self._stopping = True
+            proc = self._proc
+            if proc.returncode is None:
+                self._channel.send(ipc.Stop())
+                try:
+                    await asyncio.wait_for(proc.wait(), timeout)
+                except TimeoutError:
+                    logger.warning("worker %d did not stop in %.0f s; killing", proc.pid, timeout)
+                    proc.kill()
+                    await proc.wait()
+            self._channel.close()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._watch_task), _KILL_GRACE_S)
+            except TimeoutError:
+                self._watch_task.cancel()
+            self.log_path.unlink(missing_ok=True)
+
+    # internals
+    def _dispatch(self, msg: ipc.ToWorker | ipc.ToFront) -> None:
+        if isinstance(msg, ipc.Step):
+            queues = self._queues
+            for rid, event in msg.events:
+                q = queues.get(rid)
+                if q is not None:
+                    q.put_nowait(event)
+        elif isinstance(msg, ipc.StatsReply):
+            fut = self._stats_waiters.get(msg.query_id)
+            if fut is not None and not fut.done():
+                fut.set_result(msg.stats)
+
+    async def _watch(self) -> None:
+        """Wait for the channel to close, then reap the process and fail what still waits."""
+        await self._closed.wait()
+        self._dead = True
+        proc = self._proc
+        if proc.returncode is None:
+            try:
+                await asyncio.wait_for(proc.wait(), _KILL_GRACE_S)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        if self._stopping:
+            code, message = "worker_stopped", "the model was unloaded"
+        else:
+            tail = log_tail(self.log_path, errors_only=True)
+            code = "worker_crashed"
+            message = f"worker for {self.spec.model_id} exited with code {proc.returncode}"
+            message += f": {tail}" if tail else ""
+            logger.error("%s (log kept at %s)", message, self.log_path)
+        details = {"exit_code": proc.returncode}
+        for q in self._queues.values():
+            q.put_nowait(Failed(code, message, details))
+        for fut in self._stats_waiters.values():
+            if not fut.done():
+                fut.set_exception(EngineUnavailableError(message))

@@ -1,0 +1,54 @@
+"""State of one admitted request (a job) and of each of its choices, inside the worker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from app.engine.detok import TextStream
+from app.engine.sampling import Sampler
+from app.engine.schema import GenerateRequest
+from app.engine.slots import Slot
+
+
+@dataclass(eq=False)
+class Choice:
+    """One of the `n` generations of a request, decoding in its own slot."""
+
+    index: int
+    slot: Slot
+    sampler: Sampler
+    stream: TextStream
+    limit: int  # max tokens to generate (max_tokens capped by the slot context)
+    generated: int = 0
+    last_token: int = -1  # sampled, not yet decoded into the KV cache
+    unsent: int = 0  # tokens not reported in a TextDelta yet
+    out_idx: int = -1  # output index in the current batch
+    done: bool = False
+
+
+@dataclass(eq=False)
+class Job:
+    """A request from submission to its last choice."""
+
+    req: GenerateRequest
+    prompt: list[int]
+    limit: int
+    t_submit: float
+    t_admit: float = 0.0
+    t_first: float = 0.0  # prefill finished (first logits)
+    cached: int = 0
+    n_past: int = 0  # prompt tokens in the first slot's KV cache
+    prefill_out: int = -1  # batch output index of the last prompt token
+    choices: list[Choice] = field(default_factory=list)
+
+    @property
+    def request_id(self) -> str:
+        return self.req.request_id
+
+    @property
+    def done(self) -> bool:
+        return all(c.done for c in self.choices)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(c.generated for c in self.choices)

@@ -1,0 +1,312 @@
+"""The continuous-batching decode loop: slots, FIFO admission, chunked prefill, sampling.
+
+Every step puts the next token of each decoding choice plus as much pending prompt as fits
+(n_batch minus the decoding tokens) into one llama_decode, then samples each output with
+that choice's sampler chain. All events of a step go out in one message.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+
+from app.engine.batch import Batch
+from app.engine.detok import TextStream
+from app.engine.jobs import Choice, Job
+from app.engine.memory import rss_bytes
+from app.engine.model import LlamaModel
+from app.engine.prompts import PromptBuilder, RequestError
+from app.engine.sampling import Sampler, choice_seed
+from app.engine.schema import (
+    Accepted,
+    ChoiceEnd,
+    Event,
+    Failed,
+    Finished,
+    GenerateRequest,
+    TextDelta,
+    WorkerSpec,
+    WorkerStats,
+)
+from app.engine.slots import Slot, common_prefix, pick_slots
+
+logger = logging.getLogger(__name__)
+
+Send = Callable[[list[tuple[str, Event]]], None]
+
+
+class DecodeLoop:
+    """Owns the slots and the jobs of one worker; `step()` runs one decode."""
+
+    def __init__(self, model: LlamaModel, spec: WorkerSpec, send: Send) -> None:
+        if spec.n_batch <= spec.parallel:
+            raise ValueError("n_batch must be larger than parallel")
+        self.model = model
+        self.n_ctx = spec.n_ctx
+        self.slots = [Slot(seq) for seq in range(spec.parallel)]
+        self.batch = Batch(spec.n_batch)
+        self.prompts = PromptBuilder(
+            tokenize=lambda text, add: model.tokenize(text, add_special=add),
+            add_bos=model.add_bos,
+            bos_text=model.bos_text,
+            eos_text=model.eos_text,
+            template_source=spec.chat_template or model.chat_template,
+            n_ctx=spec.n_ctx,
+            parallel=spec.parallel,
+        )
+        self.queue: deque[Job] = deque()
+        self.prefilling: list[Job] = []
+        self.decoding: list[Job] = []
+        self._send = send
+        self._events: list[tuple[str, Event]] = []
+        self._clock = 0
+
+    @property
+    def idle(self) -> bool:
+        return not (self.queue or self.prefilling or self.decoding)
+
+    def stats(self) -> WorkerStats:
+        return WorkerStats(
+            slots_total=len(self.slots),
+            slots_busy=sum(s.busy for s in self.slots),
+            requests_active=len(self.prefilling) + len(self.decoding),
+            requests_queued=len(self.queue),
+            rss_bytes=rss_bytes(),
+        )
+
+    # messages from the front
+    def submit(self, req: GenerateRequest) -> None:
+        try:
+            prompt = self.prompts.build(req)
+        except RequestError as exc:
+            self._emit(req.request_id, Failed(exc.code, exc.message, exc.details))
+            return
+        limit = self.n_ctx - len(prompt)
+        if req.max_tokens is not None:
+            limit = max(0, min(limit, req.max_tokens))
+        self.queue.append(Job(req, prompt, limit, t_submit=time.perf_counter()))
+
+    def cancel(self, request_id: str) -> None:
+        for job in self.queue:
+            if job.request_id == request_id:
+                self.queue.remove(job)
+                return
+        for jobs in (self.prefilling, self.decoding):
+            for job in jobs:
+                if job.request_id == request_id:
+                    jobs.remove(job)
+                    self._release(job)
+                    return
+
+    def fail_all(self, code: str, message: str) -> None:
+        """End every job with Failed(code) and send the events."""
+        for job in [*self.queue, *self.prefilling, *self.decoding]:
+            self._release(job)
+            self._emit(job.request_id, Failed(code, message, {}))
+        self.queue.clear()
+        self.prefilling.clear()
+        self.decoding.clear()
+        self.flush()
+
+    def close(self) -> None:
+        """Free the batch, the samplers and the model (the loop is unusable after)."""
+        for job in [*self.prefilling, *self.decoding]:
+            self._release(job)
+        self.queue.clear()
+        self.prefilling.clear()
+        self.decoding.clear()
+        self._events.clear()
+        self.batch.free()
+        self.model.close()
+
+    def flush(self) -> None:
+        if self._events:
+            events, self._events = self._events, []
+            self._send(events)
+
+    # the step
+    def step(self) -> None:
+        """Admit, build one batch, decode, sample, emit; flushes the step's events."""
+        self._admit()
+        batch = self.batch
+        batch.clear()
+        for job in self.decoding:
+            for ch in job.choices:
+                if not ch.done:
+                    slot = ch.slot
+                    ch.out_idx = batch.add(ch.last_token, len(slot.tokens), slot.seq, True)
+                    slot.tokens.append(ch.last_token)
+        budget = batch.capacity - batch.n
+        prefilled: list[Job] = []
+        finishing: list[Job] = []
+        for job in self.prefilling:
+            if budget <= 0:
+                break
+            prefilled.append(job)
+            slot = job.choices[0].slot
+            take = min(budget, len(job.prompt) - job.n_past)
+            chunk = job.prompt[job.n_past : job.n_past + take]
+            last = job.n_past + take == len(job.prompt)
+            idx = batch.add_run(chunk, job.n_past, slot.seq, last)
+            slot.tokens.extend(chunk)
+            job.n_past += take
+            budget -= take
+            if last:
+                job.prefill_out = idx
+                finishing.append(job)
+        if batch.n == 0:
+            self.flush()
+            return
+        rc = batch.decode(self.model.ctx)
+        if rc != 0:
+            self._decode_failed(rc, prefilled)
+            self.flush()
+            return
+        ctx = self.model.ctx
+        for job in self.decoding:
+            for ch in job.choices:
+                if not ch.done:
+                    self._on_token(job, ch, ch.sampler.sample(ctx, ch.out_idx))
+        now = time.perf_counter()
+        for job in finishing:
+            self.prefilling.remove(job)
+            self.decoding.append(job)
+            job.t_first = now
+            src = job.choices[0].slot
+            for ch in job.choices[1:]:
+                self.model.seq_cp(src.seq, ch.slot.seq)
+                ch.slot.tokens = list(src.tokens)
+            for ch in job.choices:
+                self._on_token(job, ch, ch.sampler.sample(ctx, job.prefill_out))
+        self._finish_done()
+        self.flush()
+
+    # internals
+    def _emit(self, request_id: str, event: Event) -> None:
+        self._events.append((request_id, event))
+
+    def _admit(self) -> None:
+        while self.queue:
+            job = self.queue[0]
+            picked = pick_slots(self.slots, job.prompt, job.req.n)
+            if picked is None:
+                return
+            self.queue.popleft()
+            self._start(job, picked)
+
+    def _start(self, job: Job, slots: list[Slot]) -> None:
+        self._clock += 1
+        first = slots[0]
+        n_past = min(common_prefix(first.tokens, job.prompt), len(job.prompt) - 1)
+        job.cached = job.n_past = self._keep_prefix(first, n_past)
+        for slot in slots[1:]:
+            self._keep_prefix(slot, 0)
+        req = job.req
+        for i, slot in enumerate(slots):
+            slot.busy = True
+            slot.last_used = self._clock
+            sampler = Sampler(
+                req,
+                n_vocab=self.model.n_vocab,
+                penalty_last_n=self.n_ctx,
+                seed=choice_seed(req.seed, i),
+                eog_tokens=self.model.eog_tokens,
+            )
+            job.choices.append(Choice(i, slot, sampler, TextStream(req.stop), job.limit))
+        job.t_admit = time.perf_counter()
+        self._emit(job.request_id, Accepted(len(job.prompt), job.cached))
+        if job.limit == 0:
+            job.t_first = job.t_admit
+            for ch in job.choices:
+                self._end(job, ch, "length")
+            self._finish(job)
+            return
+        self.prefilling.append(job)
+
+    def _keep_prefix(self, slot: Slot, n_past: int) -> int:
+        """Trim the slot's KV cache to its first `n_past` tokens; returns what was kept."""
+        model = self.model
+        if n_past < len(slot.tokens) and (n_past == 0 or not model.seq_rm(slot.seq, n_past)):
+            model.seq_rm(slot.seq, -1)  # whole sequence: never fails
+            n_past = 0
+        # sliding-window layers must still hold the window before position n_past
+        if (
+            n_past > 0
+            and model.n_swa > 0
+            and model.seq_pos_min(slot.seq) > max(0, n_past - model.n_swa)
+        ):
+            model.seq_rm(slot.seq, -1)
+            n_past = 0
+        del slot.tokens[n_past:]
+        return n_past
+
+    def _on_token(self, job: Job, ch: Choice, token: int) -> None:
+        if token in self.model.eog_tokens and not job.req.ignore_eos:
+            self._end(job, ch, "stop")
+            return
+        ch.generated += 1
+        ch.unsent += 1
+        ch.last_token = token
+        text = ch.stream.push(self.model.piece(token))
+        if text:
+            self._emit(job.request_id, TextDelta(ch.index, text, ch.unsent))
+            ch.unsent = 0
+        if ch.stream.stopped:
+            self._end(job, ch, "stop")
+        elif ch.generated >= ch.limit:
+            self._end(job, ch, "length")
+
+    def _end(self, job: Job, ch: Choice, reason: str) -> None:
+        tail = ch.stream.flush()
+        if ch.stream.stopped:
+            reason = "stop"
+        if tail:
+            self._emit(job.request_id, TextDelta(ch.index, tail, ch.unsent))
+            ch.unsent = 0
+        ch.done = True
+        self._emit(job.request_id, ChoiceEnd(ch.index, reason, ch.generated))
+        self._release_choice(ch)
+
+    def _finish_done(self) -> None:
+        for job in [j for j in self.decoding if j.done]:
+            self.decoding.remove(job)
+            self._finish(job)
+
+    def _finish(self, job: Job) -> None:
+        now = time.perf_counter()
+        self._emit(
+            job.request_id,
+            Finished(
+                prompt_tokens=len(job.prompt),
+                cached_tokens=job.cached,
+                completion_tokens=job.completion_tokens,
+                queue_ms=(job.t_admit - job.t_submit) * 1000.0,
+                prompt_ms=(job.t_first - job.t_admit) * 1000.0,
+                decode_ms=(now - job.t_first) * 1000.0,
+            ),
+        )
+
+    def _release_choice(self, ch: Choice) -> None:
+        ch.done = True
+        ch.sampler.free()
+        ch.slot.busy = False
+        self._clock += 1
+        ch.slot.last_used = self._clock
+
+    def _release(self, job: Job) -> None:
+        for ch in job.choices:
+            if not ch.done:
+                self._release_choice(ch)
+
+    def _decode_failed(self, rc: int, prefilled: list[Job]) -> None:
+        """llama_decode failed: fail every job in the batch and drop its slots' caches."""
+        logger.error("llama_decode returned %d", rc)
+        for job in [*self.decoding, *prefilled]:
+            for ch in job.choices:
+                self.model.seq_rm(ch.slot.seq, -1)
+                ch.slot.tokens.clear()
+            self._release(job)
+            self._emit(job.request_id, Failed("decode_failed", f"llama_decode returned {rc}", {}))
+            (self.decoding if job in self.decoding else self.prefilling).remove(job)

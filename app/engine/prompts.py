@@ -1,0 +1,92 @@
+"""From a request to prompt tokens: chat template, BOS handling, tokenization, checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.engine.schema import GenerateRequest
+from app.engine.templates import ChatTemplate, TemplateError
+
+
+class RequestError(Exception):
+    """A request that cannot run; becomes a Failed event with this code."""
+
+    def __init__(self, code: str, message: str, details: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details: Mapping[str, Any] = dict(details or {})
+
+
+@dataclass
+class PromptBuilder:
+    """Renders and tokenizes prompts for one model."""
+
+    tokenize: Callable[[str, bool], list[int]]  # (text, add_special) -> tokens
+    add_bos: bool
+    bos_text: str
+    eos_text: str
+    template_source: str | None
+    n_ctx: int
+    parallel: int
+    _template: ChatTemplate | None = field(default=None, init=False)
+    _template_error: str | None = field(default=None, init=False)
+
+    def build(self, req: GenerateRequest) -> list[int]:
+        """Prompt tokens of `req`, or RequestError."""
+        if req.n < 1 or req.n > self.parallel:
+            raise RequestError(
+                "invalid_n",
+                f"n must be between 1 and {self.parallel} for this model",
+                {"n": req.n, "max_n": self.parallel},
+            )
+        if req.messages is not None:
+            text = self.render(req)
+        elif req.prompt is not None:
+            text = req.prompt
+        else:
+            raise RequestError("invalid_request", "request has neither messages nor prompt")
+        add_special = self.add_bos and not (self.bos_text and text.startswith(self.bos_text))
+        tokens = self.tokenize(text, add_special)
+        if not tokens:
+            raise RequestError("empty_prompt", "the prompt is empty")
+        if len(tokens) >= self.n_ctx:
+            raise RequestError(
+                "context_length_exceeded",
+                f"the prompt has {len(tokens)} tokens; this model's context is {self.n_ctx}"
+                " tokens per request, and at least one token must be left for the reply",
+                {"prompt_tokens": len(tokens), "n_ctx": self.n_ctx},
+            )
+        return tokens
+
+    def render(self, req: GenerateRequest) -> str:
+        template = self._get_template()
+        try:
+            return template.render(
+                req.messages or [],
+                add_generation_prompt=req.add_generation_prompt,
+                tools=req.tools,
+            )
+        except TemplateError as exc:
+            raise RequestError("template_error", str(exc)) from exc
+
+    def _get_template(self) -> ChatTemplate:
+        if self._template is not None:
+            return self._template
+        if self._template_error is not None:
+            raise RequestError("template_error", self._template_error)
+        if not self.template_source:
+            raise RequestError(
+                "no_chat_template",
+                "this model has no chat template; configure one or use the completions API",
+            )
+        try:
+            self._template = ChatTemplate(
+                self.template_source, bos_token=self.bos_text, eos_token=self.eos_text
+            )
+        except TemplateError as exc:
+            self._template_error = str(exc)
+            raise RequestError("template_error", str(exc)) from exc
+        return self._template

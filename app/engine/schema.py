@@ -1,0 +1,142 @@
+"""Public value types of the engine: worker spec, load report, requests and events.
+
+Shared by the front process (client.py) and the worker process; no llama_cpp here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """How to start one worker: the model file and the llama.cpp context settings."""
+
+    model_id: str
+    model_path: Path
+    n_ctx: int  # context per slot (per request)
+    parallel: int = 4  # sequence slots
+    n_batch: int = 512
+    n_threads: int | None = None  # None -> os.cpu_count()
+    n_gpu_layers: int = 0
+    use_mmap: bool = True
+    flash_attn: bool | None = None  # None -> llama.cpp auto
+    cache_type_k: str = "f16"
+    cache_type_v: str = "f16"
+    chat_template: str | None = None  # override of the GGUF template
+    lib_path: str | None = None  # LLAMA_CPP_LIB_PATH for this worker
+    env: Mapping[str, str] = field(default_factory=dict)  # extra env for the worker
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What the worker measured after loading the model and creating the context."""
+
+    pid: int
+    load_seconds: float
+    n_ctx: int
+    parallel: int
+    n_ctx_train: int
+    n_vocab: int
+    model_bytes: int
+    kv_bytes: int
+    compute_bytes: int
+    rss_bytes: int
+    has_chat_template: bool
+    backend_devices: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WorkerStats:
+    """A snapshot of the worker's slots and queue."""
+
+    slots_total: int
+    slots_busy: int
+    requests_active: int
+    requests_queued: int
+    rss_bytes: int
+
+
+@dataclass
+class GenerateRequest:
+    """One chat or completion request; `messages` (chat) or `prompt` (raw text) is set."""
+
+    request_id: str
+    messages: list[dict[str, Any]] | None = None
+    prompt: str | None = None
+    add_generation_prompt: bool = True
+    tools: list[dict[str, Any]] | None = None
+    max_tokens: int | None = None
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = disabled
+    min_p: float = 0.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repeat_penalty: float = 1.0
+    seed: int | None = None
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    stop: list[str] = field(default_factory=list)
+    ignore_eos: bool = False
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """Prompt tokenized, fits, slot(s) assigned; prefill starts."""
+
+    prompt_tokens: int
+    cached_tokens: int
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """Choice `index` produced `text` from `n_tokens` new tokens."""
+
+    index: int
+    text: str
+    n_tokens: int
+
+
+@dataclass(frozen=True)
+class ChoiceEnd:
+    """Choice `index` ended ("stop" or "length")."""
+
+    index: int
+    finish_reason: str
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Every choice ended; usage and timings of the request."""
+
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    queue_ms: float
+    prompt_ms: float
+    decode_ms: float
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The request failed; nothing follows."""
+
+    code: str
+    message: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+Event = Accepted | TextDelta | ChoiceEnd | Finished | Failed
+
+
+class EngineLoadError(Exception):
+    """The worker could not load the model; `reason` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
