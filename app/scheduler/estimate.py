@@ -233,22 +233,31 @@ def estimate(
     n_ubatch: int = 512,
     flash_attn: bool | None = False,
     swa_full: bool = True,
+    kv_unified: bool = False,
     overhead: int = DEFAULT_OVERHEAD,
 ) -> MemoryEstimate:
     """Memory of `file` loaded by a worker with `parallel` slots of `n_ctx` tokens each.
 
     `flash_attn=None` (llama.cpp "auto") is counted as disabled, the larger case. `swa_full`
     is llama.cpp's C-API default (llama-context.cpp:3788), which the worker keeps today.
+    `kv_unified=False` (the worker's setting) gives each sequence a KV stream of its own of
+    pad256(n_ctx) cells (llama-context.cpp:295, llama-kv-cache.cpp:84): the attention graph
+    then spans one stream's cells, not all of them.
     """
     if n_ctx < 1 or parallel < 1 or n_batch < 1 or n_ubatch < 1:
         raise ValueError("n_ctx, parallel, n_batch and n_ubatch must be positive")
     info, fa = file.info, bool(flash_attn)
     lys = layers(info)
-    cells = pad(n_ctx * parallel)
+    streams = 1 if kv_unified else parallel
+    seqs_per_stream = parallel if kv_unified else 1
+    stream_cells = pad(n_ctx * seqs_per_stream)
+    cells = stream_cells * streams
     ubatch = min(n_batch, n_ubatch)  # llama-context.cpp:248
-    # llama-kv-cache-iswa.cpp:73 (unified cache: the window is per sequence, times n_seq_max)
+    # llama-kv-cache-iswa.cpp:73 (the window is per sequence, times the sequences per stream)
     n_swa = info.sliding_window or 0
-    cells_swa = cells if swa_full else pad(min(cells, n_swa * parallel + ubatch))
+    stream_swa = (stream_cells if swa_full
+                  else pad(min(stream_cells, n_swa * seqs_per_stream + ubatch)))
+    cells_swa = stream_swa * streams
     kv = kv_bytes(
         info,
         cells=cells,
@@ -258,7 +267,7 @@ def estimate(
         flash_attn=fa,
     )
     recurrent = recurrent_bytes(info, parallel)
-    compute = _compute(info, lys, cells, cells_swa, ubatch, parallel, fa)
+    compute = _compute(info, lys, stream_cells, stream_swa, ubatch, parallel, fa)
     return MemoryEstimate(file.tensor_bytes, kv, recurrent, compute, overhead)
 
 

@@ -139,9 +139,8 @@ async def test_worker_exits_when_the_front_dies(smollm_path: Path, tmp_path: Pat
         await asyncio.sleep(0.1)
 
 
-def test_client_under_uvloop(smollm_path: Path) -> None:
+def test_client_under_uvloop(smollm_path: Path, tmp_path: Path) -> None:
     """uvicorn runs on uvloop when it is installed: spawn, stream, cancel and stop there."""
-    pytest.importorskip("uvloop")
     script = (
         "import uvloop\n"
         "from pathlib import Path\n"
@@ -158,7 +157,13 @@ def test_client_under_uvloop(smollm_path: Path) -> None:
         "    await c.stop()\n"
         "uvloop.run(main())\n"
     )
-    subprocess.run([sys.executable, "-W", "error", "-c", script], cwd=REPO, check=True, timeout=60)
+    subprocess.run(
+        [sys.executable, "-W", "error", "-c", script],
+        cwd=REPO,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        check=True,
+        timeout=60,
+    )
 
 
 def test_front_never_imports_llama_cpp() -> None:

@@ -73,8 +73,11 @@ def test_gpt_oss_sliding_window(header_models: dict[str, ModelFile]) -> None:
         assert _kv(model, n_ctx, swa_full=False) == at32 * GIB + SWA_GPT_OSS
         assert _kv(model, 4 * n_ctx, swa_full=False) == at128 * GIB + SWA_GPT_OSS
         assert _kv(model, n_ctx, swa_full=True) == 2 * at32 * GIB  # llama.cpp C-API default
-    # the window is per sequence: 4 slots -> 4 x 128 + 512 = 1024 cells
-    assert _kv(model, 8192, parallel=4, swa_full=False) == (at32 * GIB + 1024 * 18 * 8 * 256)
+    # one unified cache: the window is per sequence, 4 slots -> 4 x 128 + 512 = 1024 cells
+    assert _kv(model, 8192, parallel=4, swa_full=False, kv_unified=True) == (
+        at32 * GIB + 1024 * 18 * 8 * 256)
+    # a stream per sequence (the worker's setting): 4 x pad256(128 + 512) = 4 x 768 cells
+    assert _kv(model, 8192, parallel=4, swa_full=False) == (at32 * GIB + 4 * 768 * 18 * 8 * 256)
     # a short context caps the SWA cache at the full size
     assert _kv(model, 300, swa_full=False) == 512 * 36 * 8 * 256
 
@@ -242,6 +245,7 @@ def test_gemma3_swa_cells_match_llama_cpp(gemma_path: Path) -> None:
             n_ubatch=ubatch,
             flash_attn=True,
             swa_full=False,
+            kv_unified=True,
         )
         per_cell = 1 * (256 + 256) * 2
         assert est.kv == (n_ctx * parallel * 3 + swa_cells * 15) * per_cell
