@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from app.api.deps import StateDep
 from app.api.models import describe
+from app.engine.client import EngineUnavailableError
 
 router = APIRouter()
 
@@ -40,7 +41,10 @@ async def running(state: StateDep) -> dict[str, Any]:
         engine = model.engine
         if engine is None or model.status not in ("loaded", "draining"):
             continue
-        stats = await engine.stats() if engine.alive else None
+        try:
+            stats = await engine.stats()
+        except EngineUnavailableError:  # the worker died since the check: report what we know
+            stats = None
         report = engine.report
         idle_since = None if model.active else now_wall - (now_mono - model.last_used)
         expires = None
