@@ -7,7 +7,8 @@ import logging
 import time
 from typing import Any
 
-_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message", "asctime", "color_message"}  # uvicorn adds an ANSI-coloured copy of msg
 
 
 class JsonFormatter(logging.Formatter):
