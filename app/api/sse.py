@@ -56,9 +56,11 @@ async def _stream(generation: Generation, fmt: Format) -> AsyncIterator[str]:
         async for event in generation.events():
             if isinstance(event, TextDelta):
                 if event.text:
-                    yield _data(fmt.delta(event))
+                    for chunk in fmt.delta(event):
+                        yield _data(chunk)
             elif isinstance(event, ChoiceEnd):
-                yield _data(fmt.end(event))
+                for chunk in fmt.end(event):
+                    yield _data(chunk)
             elif isinstance(event, Finished):
                 usage = fmt.usage_chunk(event)
                 if usage is not None:

@@ -26,6 +26,7 @@ from app.engine.schema import (
     GenerateRequest,
     LoadReport,
     TextDelta,
+    TokenLogprob,
     WorkerSpec,
     WorkerStats,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "GenerateRequest",
     "LoadReport",
     "TextDelta",
+    "TokenLogprob",
     "WorkerSpec",
     "WorkerStats",
 ]

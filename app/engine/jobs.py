@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from app.engine.detok import TextStream
 from app.engine.sampling import Sampler
-from app.engine.schema import GenerateRequest
+from app.engine.schema import GenerateRequest, TokenLogprob
 from app.engine.slots import Slot
 
 
@@ -24,6 +24,7 @@ class Choice:
     unsent: int = 0  # tokens not reported in a TextDelta yet
     out_idx: int = -1  # output index in the current batch
     done: bool = False
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # not sent yet
 
 
 @dataclass(eq=False)
@@ -40,6 +41,7 @@ class Job:
     n_past: int = 0  # prompt tokens in the first slot's KV cache
     prefill_out: int = -1  # batch output index of the last prompt token
     choices: list[Choice] = field(default_factory=list)
+    grammar: str | None = None  # GBNF enforcing req.json_schema
 
     @property
     def request_id(self) -> str:

@@ -14,11 +14,13 @@ from collections.abc import Callable
 
 from app.engine.batch import Batch
 from app.engine.detok import TextStream
+from app.engine.grammar import GrammarError
 from app.engine.jobs import Choice, Job
+from app.engine.logprobs import token_logprob
 from app.engine.memory import rss_bytes
 from app.engine.model import LlamaModel
 from app.engine.prompts import PromptBuilder, RequestError
-from app.engine.sampling import Sampler, choice_seed
+from app.engine.sampling import Sampler, choice_seed, compile_schema
 from app.engine.schema import (
     Accepted,
     ChoiceEnd,
@@ -83,10 +85,20 @@ class DecodeLoop:
         except RequestError as exc:
             self._emit(req.request_id, Failed(exc.code, exc.message, exc.details))
             return
+        grammar: str | None = None
+        if req.json_schema is not None:
+            try:
+                grammar = compile_schema(self.model.vocab, req.json_schema)
+            except GrammarError as exc:
+                param = req.json_schema_param
+                self._emit(req.request_id,
+                           Failed("invalid_request", f"{param}: {exc}", {"param": param}))
+                return
         limit = self.n_ctx - len(prompt)
         if req.max_tokens is not None:
             limit = max(0, min(limit, req.max_tokens))
-        self.queue.append(Job(req, prompt, limit, t_submit=time.perf_counter()))
+        job = Job(req, prompt, limit, t_submit=time.perf_counter(), grammar=grammar)
+        self.queue.append(job)
 
     def cancel(self, request_id: str) -> None:
         for job in self.queue:
@@ -168,7 +180,7 @@ class DecodeLoop:
         for job in self.decoding:
             for ch in job.choices:
                 if not ch.done:
-                    self._on_token(job, ch, ch.sampler.sample(ctx, ch.out_idx))
+                    self._on_token(job, ch, ch.sampler.sample(ctx, ch.out_idx), ch.out_idx)
         now = time.perf_counter()
         for job in finishing:
             self.prefilling.remove(job)
@@ -179,7 +191,7 @@ class DecodeLoop:
                 self.model.seq_cp(src.seq, ch.slot.seq)
                 ch.slot.tokens = list(src.tokens)
             for ch in job.choices:
-                self._on_token(job, ch, ch.sampler.sample(ctx, job.prefill_out))
+                self._on_token(job, ch, ch.sampler.sample(ctx, job.prefill_out), job.prefill_out)
         self._finish_done()
         self.flush()
 
@@ -213,6 +225,8 @@ class DecodeLoop:
                 penalty_last_n=self.n_ctx,
                 seed=choice_seed(req.seed, i),
                 eog_tokens=self.model.eog_tokens,
+                vocab=self.model.vocab,
+                grammar=job.grammar,
             )
             job.choices.append(Choice(i, slot, sampler, TextStream(req.stop), job.limit))
         job.t_admit = time.perf_counter()
@@ -242,17 +256,20 @@ class DecodeLoop:
         del slot.tokens[n_past:]
         return n_past
 
-    def _on_token(self, job: Job, ch: Choice, token: int) -> None:
+    def _on_token(self, job: Job, ch: Choice, token: int, idx: int) -> None:
         if token in self.model.eog_tokens and not job.req.ignore_eos:
             self._end(job, ch, "stop")
             return
         ch.generated += 1
         ch.unsent += 1
         ch.last_token = token
+        if job.req.logprobs is not None:
+            model = self.model
+            ch.logprobs.append(token_logprob(model.ctx, idx, model.n_vocab, token,
+                                             job.req.logprobs, model.piece))
         text = ch.stream.push(self.model.piece(token))
         if text:
-            self._emit(job.request_id, TextDelta(ch.index, text, ch.unsent))
-            ch.unsent = 0
+            self._emit_text(job, ch, text)
         if ch.stream.stopped:
             self._end(job, ch, "stop")
         elif ch.generated >= ch.limit:
@@ -263,11 +280,16 @@ class DecodeLoop:
         if ch.stream.stopped:
             reason = "stop"
         if tail:
-            self._emit(job.request_id, TextDelta(ch.index, tail, ch.unsent))
-            ch.unsent = 0
+            self._emit_text(job, ch, tail)
         ch.done = True
         self._emit(job.request_id, ChoiceEnd(ch.index, reason, ch.generated))
         self._release_choice(ch)
+
+    def _emit_text(self, job: Job, ch: Choice, text: str) -> None:
+        logprobs = tuple(ch.logprobs)
+        ch.logprobs.clear()
+        self._emit(job.request_id, TextDelta(ch.index, text, ch.unsent, logprobs))
+        ch.unsent = 0
 
     def _finish_done(self) -> None:
         for job in [j for j in self.decoding if j.done]:

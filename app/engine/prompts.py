@@ -8,6 +8,7 @@ from typing import Any
 
 from app.engine.schema import GenerateRequest
 from app.engine.templates import ChatTemplate, TemplateError
+from app.engine.tool_prompt import with_tools_as_text
 
 
 class RequestError(Exception):
@@ -62,13 +63,19 @@ class PromptBuilder:
         return tokens
 
     def render(self, req: GenerateRequest) -> str:
+        """The prompt text; tools go through the template, or (if it ignores them) into
+        a generic system prompt with calls and results as text."""
         template = self._get_template()
+        messages = req.messages or []
+        gen = req.add_generation_prompt
         try:
-            return template.render(
-                req.messages or [],
-                add_generation_prompt=req.add_generation_prompt,
-                tools=req.tools,
-            )
+            if not req.tools:
+                return template.render(messages, add_generation_prompt=gen)
+            with_tools = _try_render(template, messages, gen, req.tools)
+            if with_tools is not None and with_tools != _try_render(template, messages, gen):
+                return with_tools
+            return template.render(with_tools_as_text(messages, req.tools),
+                                   add_generation_prompt=gen)
         except TemplateError as exc:
             raise RequestError("template_error", str(exc)) from exc
 
@@ -90,3 +97,11 @@ class PromptBuilder:
             self._template_error = str(exc)
             raise RequestError("template_error", str(exc)) from exc
         return self._template
+
+
+def _try_render(template: ChatTemplate, messages: list[dict[str, Any]], gen: bool,
+                tools: list[dict[str, Any]] | None = None) -> str | None:
+    try:
+        return template.render(messages, add_generation_prompt=gen, tools=tools)
+    except TemplateError:
+        return None

@@ -8,6 +8,7 @@ from typing import Any
 
 import llama_cpp.llama_cpp as lc
 
+from app.engine.grammar import GrammarError, schema_to_gbnf
 from app.engine.schema import GenerateRequest
 
 RANDOM_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: llama.cpp picks a random seed
@@ -21,8 +22,25 @@ def choice_seed(seed: int | None, index: int) -> int:
     return value if value != RANDOM_SEED else 0
 
 
+def grammar_sampler(vocab: Any, grammar: str) -> Any:
+    """A native grammar sampler (root rule `root`); GrammarError if llama.cpp refuses it."""
+    sampler = lc.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+    if not sampler:
+        raise GrammarError("the grammar derived from the JSON schema does not parse")
+    return sampler
+
+
+def compile_schema(vocab: Any, schema: dict[str, Any]) -> str:
+    """GBNF for `schema` that llama.cpp accepts, or GrammarError."""
+    grammar = schema_to_gbnf(schema)
+    lc.llama_sampler_free(grammar_sampler(vocab, grammar))
+    return grammar
+
+
 class Sampler:
-    """One sampler chain: logit bias, penalties, then greedy or top-k/top-p/min-p/temp/dist.
+    """One sampler chain: [grammar,] logit bias, penalties, then greedy or
+    top-k/top-p/min-p/temp/dist. The grammar comes first so every later sampler only
+    sees tokens the grammar allows.
 
     Penalties see only generated tokens (llama_sampler_sample accepts each sampled token).
     """
@@ -35,9 +53,17 @@ class Sampler:
         penalty_last_n: int,
         seed: int,
         eog_tokens: Iterable[int],
+        vocab: Any = None,
+        grammar: str | None = None,
     ) -> None:
         chain: Any = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
         self._chain = chain
+        if grammar is not None:
+            try:
+                self._add(grammar_sampler(vocab, grammar))
+            except GrammarError:
+                self.free()
+                raise
         bias = {int(t): float(b) for t, b in req.logit_bias.items() if 0 <= int(t) < n_vocab}
         if req.ignore_eos:
             bias.update(dict.fromkeys(eog_tokens, -math.inf))

@@ -82,6 +82,19 @@ class GenerateRequest:
     logit_bias: dict[int, float] = field(default_factory=dict)
     stop: list[str] = field(default_factory=list)
     ignore_eos: bool = False
+    # output constrained to this JSON schema by a grammar ({"type": "object"}: any object)
+    json_schema: dict[str, Any] | None = None
+    json_schema_param: str = "response_format"  # request field named when it is refused
+    logprobs: int | None = None  # None: off; k: the sampled token's logprob and the top k
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """Log-probability of one generated token under the model, and the top alternatives."""
+
+    token: bytes
+    logprob: float
+    top: tuple[tuple[bytes, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,6 +112,7 @@ class TextDelta:
     index: int
     text: str
     n_tokens: int
+    logprobs: tuple[TokenLogprob, ...] = ()  # of the tokens behind `text` (if requested)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -16,6 +17,18 @@ class TextPart(BaseModel):
 
     type: Literal["text"]
     text: str
+
+
+def _call_for_template(call: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI sends arguments as a JSON string; templates expect an object."""
+    fn = call.get("function")
+    if not isinstance(fn, dict) or not isinstance(fn.get("arguments"), str):
+        return call
+    try:
+        args = json.loads(fn["arguments"])
+    except ValueError:
+        return call
+    return {**call, "function": {**fn, "arguments": args}}
 
 
 class ChatMessage(BaseModel):
@@ -50,17 +63,33 @@ class ChatMessage(BaseModel):
         if self.tool_call_id is not None:
             out["tool_call_id"] = self.tool_call_id
         if self.tool_calls is not None:
-            out["tool_calls"] = self.tool_calls
+            out["tool_calls"] = [_call_for_template(call) for call in self.tool_calls]
         thinking = self.reasoning_content if self.reasoning_content is not None else self.reasoning
         if thinking is not None:
             out["reasoning_content"] = thinking
         return out
 
 
+class JsonSchemaFormat(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field("response", max_length=64)
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
 class ResponseFormat(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormat:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("json_schema is required when type is 'json_schema'")
+        return self
 
 
 class ChatCompletionRequest(SamplingRequest):

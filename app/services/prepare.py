@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from app.catalog.catalog import Catalog, ModelEntry
 from app.engine.client import GenerateRequest
@@ -16,7 +17,9 @@ from app.errors import InvalidRequest, ModelNotFound
 from app.protocol.chat import ChatCompletionRequest
 from app.protocol.common import SamplingRequest
 from app.protocol.completions import CompletionRequest
+from app.services.json_schema_check import checked_schema
 from app.services.openai_format import ChatFormat, CompletionFormat, Format
+from app.services.tools import plan_tools
 
 log = logging.getLogger(__name__)
 
@@ -74,34 +77,58 @@ def _sampling(body: SamplingRequest, entry: ModelEntry, max_tokens: int | None) 
     )
 
 
+def _response_schema(body: ChatCompletionRequest) -> dict[str, Any] | None:
+    """The JSON schema `response_format` asks for, checked; None for plain text."""
+    fmt = body.response_format
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_object":
+        return {"type": "object"}
+    assert fmt.json_schema is not None  # the protocol model requires it
+    schema = fmt.json_schema.schema_
+    if schema is None:
+        return {"type": "object"}
+    return checked_schema(schema, "response_format")
+
+
 def prepare_chat(catalog: Catalog, body: ChatCompletionRequest) -> Prepared:
     entry = find_model(catalog, body.model)
-    if body.response_format is not None and body.response_format.type != "text":
-        raise _unsupported("response_format", f"response_format {body.response_format.type}")
-    if body.tools:
-        raise _unsupported("tools", "tool calling")
-    if body.logprobs:
-        raise _unsupported("logprobs", "logprobs")
+    if body.top_logprobs and not body.logprobs:
+        raise InvalidRequest("top_logprobs needs logprobs: true", param="top_logprobs")
     if not entry.has_chat_template:
         raise InvalidRequest(
             f"model '{entry.id}' has no chat template: set chat_template in models.toml "
             "or use /v1/completions", param="model")
+    plan = plan_tools(body.tools, body.tool_choice)
     request = _sampling(body, entry, body.token_limit)
     request.messages = [message.for_template() for message in body.messages]
     request.add_generation_prompt = body.add_generation_prompt
-    return Prepared(entry, request, ChatFormat(entry.id, body.n, body.include_usage), body.stream)
+    request.tools = plan.tools
+    request.json_schema = _response_schema(body)
+    if plan.json_schema is not None:
+        if request.json_schema is not None:
+            raise InvalidRequest("response_format cannot be combined with a forced tool_choice",
+                                 param="response_format")
+        request.json_schema, request.json_schema_param = plan.json_schema, "tools"
+    if body.logprobs:
+        request.logprobs = body.top_logprobs or 0
+    fmt = ChatFormat(entry.id, body.n, body.include_usage, tool_names=plan.names,
+                     logprobs=body.logprobs, one_call=body.parallel_tool_calls is False)
+    return Prepared(entry, request, fmt, body.stream)
 
 
 def prepare_completion(catalog: Catalog, body: CompletionRequest) -> Prepared:
     entry = find_model(catalog, body.model)
     if body.suffix:
         raise _unsupported("suffix", "suffix (fill-in-the-middle)")
-    if body.logprobs:
-        raise _unsupported("logprobs", "logprobs")
+    if body.logprobs is not None and body.echo:
+        raise _unsupported("echo", "echo with logprobs (prompt logprobs)")
     if body.best_of is not None and body.best_of != body.n:
         raise _unsupported("best_of", "best_of other than n")
     request = _sampling(body, entry, body.max_tokens)
     request.prompt = body.prompt_text
+    request.logprobs = body.logprobs
     echo = body.prompt_text if body.echo else ""
-    fmt = CompletionFormat(entry.id, body.n, body.include_usage, echo=echo)
+    fmt = CompletionFormat(entry.id, body.n, body.include_usage, echo=echo,
+                           logprobs=body.logprobs is not None)
     return Prepared(entry, request, fmt, body.stream)

@@ -15,12 +15,27 @@ from app.engine.client import (
     GenerateRequest,
     LoadReport,
     TextDelta,
+    TokenLogprob,
     WorkerSpec,
     WorkerStats,
 )
 
 REPLY = ["Hello", " from", " the", " fake", " engine", "."]
+# replied when the prompt says TOOLCALL: a Hermes tool call, split mid-markup
+TOOL_REPLY = ["Let me look. <tool", "_call>\n{\"name\": \"get_weather\", ",
+              "\"arguments\": {\"city\": \"Paris\"}}", "\n</tool_call>"]
 _PIDS = itertools.count(100000)
+
+
+def _logprobs(piece: str, top: int | None) -> tuple[TokenLogprob, ...]:
+    """One made-up entry per piece (-0.5), alternatives at -1, -2, ..."""
+    if top is None:
+        return ()
+    alternatives = tuple((f"alt{i}".encode(), -1.0 - i) for i in range(top))
+    return (TokenLogprob(piece.encode(), -0.5, alternatives),)
+
+
+THINK_REPLY = ["<think>", "\nplan it", "</think>", "\n\nDone."]
 
 
 class FakeEngine:
@@ -59,17 +74,19 @@ class FakeEngine:
             return
         yield Accepted(prompt_tokens=len(text.split()), cached_tokens=0)
         try:
-            limit = req.max_tokens or len(REPLY)
+            reply = (TOOL_REPLY if "TOOLCALL" in text else THINK_REPLY if "THINK" in text
+                     else REPLY)
+            limit = req.max_tokens or len(reply)
             for index in range(req.n):
-                for piece in REPLY[:limit]:
+                for piece in reply[:limit]:
                     await asyncio.sleep(self.delay)
-                    yield TextDelta(index, piece, 1)
+                    yield TextDelta(index, piece, 1, _logprobs(piece, req.logprobs))
                 if "CRASH" in text:
                     yield Failed("worker_crashed", "the worker died", {})
                     return
-                reason = "length" if limit < len(REPLY) else "stop"
-                yield ChoiceEnd(index, reason, min(limit, len(REPLY)))
-            yield Finished(len(text.split()), 0, req.n * min(limit, len(REPLY)), 0.1, 1.0, 2.0)
+                reason = "length" if limit < len(reply) else "stop"
+                yield ChoiceEnd(index, reason, min(limit, len(reply)))
+            yield Finished(len(text.split()), 0, req.n * min(limit, len(reply)), 0.1, 1.0, 2.0)
         except BaseException:
             self.cancelled.append(req.request_id)
             raise

@@ -45,10 +45,18 @@ def chat(**extra: Any) -> dict[str, Any]:
         ({"model": SMOL, "messages": [{"role": "user"}]}, "messages[0]"),
         ({"model": SMOL, "messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
         ({"model": SMOL, "messages": "hello"}, "messages"),
-        (chat(tools=[{"type": "function", "function": {"name": "f"}}]), "tools"),
-        (chat(response_format={"type": "json_object"}), "response_format"),
+        (chat(tools=[{"type": "function", "function": {"description": "f"}}]), "tools"),
+        (chat(tools=[{"type": "function", "function": {"name": "f"}}],
+              tool_choice={"type": "function", "function": {"name": "g"}}), "tool_choice"),
+        (chat(tool_choice="required"), "tool_choice"),
+        (chat(response_format={"type": "json_schema", "json_schema": {
+            "name": "x", "schema": {"type": "object", "not": {}}}}), "response_format"),
+        (chat(response_format={"type": "json_schema", "json_schema": {
+            "name": "x", "schema": {"type": "integer", "minimum": 0}}}), "response_format"),
+        (chat(response_format={"type": "json_schema"}), "response_format"),
         (chat(response_format={"type": "yaml"}), "response_format.type"),
-        (chat(logprobs=True), "logprobs"),
+        (chat(top_logprobs=3), "top_logprobs"),
+        (chat(logprobs=True, top_logprobs=21), "top_logprobs"),
         (chat(stream="yes please"), "stream"),
     ],
 )

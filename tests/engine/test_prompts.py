@@ -71,3 +71,34 @@ def test_neither_prompt_nor_messages() -> None:
     with pytest.raises(RequestError) as err:
         builder().build(GenerateRequest("r"))
     assert err.value.code == "invalid_request"
+
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
+TOOL_AWARE = (
+    "{% if tools %}TOOLS:{{ tools | map(attribute='function.name') | join(',') }}\n{% endif %}"
+    "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
+)
+
+
+def _text(tokens: list[int]) -> str:
+    return "".join(map(chr, tokens[1:] if tokens[0] == 2 else tokens))
+
+
+def test_tools_go_through_a_template_that_knows_them() -> None:
+    req = chat("hi")
+    req.tools = TOOLS
+    assert _text(builder(TOOL_AWARE).build(req)) == "TOOLS:get_weather\nuser: hi\n"
+
+
+def test_template_ignoring_tools_gets_a_system_prompt() -> None:
+    req = GenerateRequest("r", n=1, tools=TOOLS, messages=[
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]},
+        {"role": "tool", "content": "sunny"}])
+    plain = "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
+    text = _text(builder(plain, n_ctx=4000).build(req))
+    assert text.startswith("system: You can call the following tools")
+    assert '"name": "get_weather"' in text
+    assert 'assistant: <tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}' in text
+    assert "user: <tool_response>\nsunny\n</tool_response>" in text

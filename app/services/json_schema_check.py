@@ -1,0 +1,104 @@
+"""Which JSON-schema keywords the grammar converter can enforce (pure, front side).
+
+The worker turns a schema into a GBNF grammar with llama-cpp-python's converter. Keywords
+it would silently ignore are refused here instead, before the first byte, so a client never
+gets output that looks constrained but is not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.errors import InvalidRequest
+
+MAX_SCHEMA_DEPTH = 32
+
+# enforced by the grammar
+_ENFORCED = frozenset({
+    "type", "properties", "required", "additionalProperties", "items", "prefixItems",
+    "minItems", "maxItems", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "$defs",
+    "definitions", "minLength", "maxLength", "pattern", "format",
+})
+# annotations: no effect on validity
+_ANNOTATIONS = frozenset({
+    "title", "description", "default", "examples", "$schema", "$id", "$comment",
+    "deprecated", "readOnly", "writeOnly", "nullable", "discriminator",
+})
+_TYPES = frozenset({"object", "array", "string", "number", "integer", "boolean", "null"})
+# sub-schema holders: name -> how children are laid out
+_MAP_OF_SCHEMAS = ("properties", "$defs", "definitions")
+_LIST_OF_SCHEMAS = ("anyOf", "oneOf", "allOf", "prefixItems")
+
+
+class SchemaUnsupported(ValueError):
+    """A keyword or construct the grammar cannot enforce; `where` is a JSON pointer."""
+
+    def __init__(self, message: str, where: str) -> None:
+        super().__init__(f"{message} (at {where or '/'})")
+        self.where = where
+
+
+def check_schema(schema: Any, where: str = "", depth: int = 0) -> None:
+    """Raise SchemaUnsupported if `schema` uses something the grammar cannot enforce."""
+    if depth > MAX_SCHEMA_DEPTH:
+        raise SchemaUnsupported(f"schema nests deeper than {MAX_SCHEMA_DEPTH} levels", where)
+    if isinstance(schema, bool):
+        if schema:
+            return
+        raise SchemaUnsupported("a false schema is not supported", where)
+    if not isinstance(schema, dict):
+        raise SchemaUnsupported("a schema must be an object", where)
+    for key in schema:
+        if key not in _ENFORCED and key not in _ANNOTATIONS:
+            raise SchemaUnsupported(f"JSON-schema keyword {key!r} is not supported", where)
+    kinds = schema.get("type")
+    for kind in kinds if isinstance(kinds, list) else [kinds] if kinds is not None else []:
+        if kind not in _TYPES:
+            raise SchemaUnsupported(f"unknown type {kind!r}", where)
+    ref = schema.get("$ref")
+    if ref is not None and not (isinstance(ref, str) and ref.startswith("#/")):
+        raise SchemaUnsupported(f"only local $ref ('#/...') is supported, got {ref!r}", where)
+    for key in _MAP_OF_SCHEMAS:
+        children = schema.get(key)
+        if children is None:
+            continue
+        if not isinstance(children, dict):
+            raise SchemaUnsupported(f"{key!r} must be an object", where)
+        for name, child in children.items():
+            check_schema(child, f"{where}/{key}/{name}", depth + 1)
+    for key in _LIST_OF_SCHEMAS:
+        children = schema.get(key)
+        if children is None:
+            continue
+        if not isinstance(children, list) or not children:
+            raise SchemaUnsupported(f"{key!r} must be a non-empty array", where)
+        for i, child in enumerate(children):
+            check_schema(child, f"{where}/{key}/{i}", depth + 1)
+    for key in ("items", "additionalProperties"):
+        child = schema.get(key)
+        if isinstance(child, dict):
+            check_schema(child, f"{where}/{key}", depth + 1)
+        elif child is not None and not isinstance(child, bool):
+            raise SchemaUnsupported(f"{key!r} must be a schema or a boolean", where)
+    if schema.get("items") is False:
+        raise SchemaUnsupported("'items': false is not supported", where)
+    required = schema.get("required")
+    if required is not None and not (
+        isinstance(required, list) and all(isinstance(r, str) for r in required)
+    ):
+        raise SchemaUnsupported("'required' must be an array of strings", where)
+    for key in ("minLength", "maxLength", "minItems", "maxItems"):
+        value = schema.get(key)
+        if value is not None and (not isinstance(value, int) or value < 0 or value > 100_000):
+            raise SchemaUnsupported(f"{key!r} must be an integer in [0, 100000]", where)
+    if "enum" in schema and (not isinstance(schema["enum"], list) or not schema["enum"]):
+        raise SchemaUnsupported("'enum' must be a non-empty array", where)
+
+
+def checked_schema(schema: Any, param: str) -> dict[str, Any]:
+    """`schema` if the grammar can enforce it, else InvalidRequest naming `param`."""
+    try:
+        check_schema(schema)
+    except SchemaUnsupported as exc:
+        raise InvalidRequest(f"{param}: {exc}", param=param) from exc
+    return schema if isinstance(schema, dict) else {}
