@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from app.api.errors import error_body
-from app.engine.client import ChoiceEnd, Finished, TextDelta
+from app.engine.client import Accepted, ChoiceEnd, Finished, TextDelta
 from app.errors import HaloError
 from app.services.generation import Generation
 from app.services.openai_format import Collected, Format
@@ -54,7 +54,9 @@ async def _stream(generation: Generation, fmt: Format) -> AsyncIterator[str]:
         for chunk in fmt.opening():
             yield _data(chunk)
         async for event in generation.events():
-            if isinstance(event, TextDelta):
+            if isinstance(event, Accepted):
+                fmt.accepted(event)
+            elif isinstance(event, TextDelta):
                 if event.text:
                     for chunk in fmt.delta(event):
                         yield _data(chunk)

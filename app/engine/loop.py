@@ -230,7 +230,8 @@ class DecodeLoop:
             )
             job.choices.append(Choice(i, slot, sampler, TextStream(req.stop), job.limit))
         job.t_admit = time.perf_counter()
-        self._emit(job.request_id, Accepted(len(job.prompt), job.cached))
+        self._emit(job.request_id,
+                   Accepted(len(job.prompt), job.cached, req.thinking_opened))
         if job.limit == 0:
             job.t_first = job.t_admit
             for ch in job.choices:

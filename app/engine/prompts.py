@@ -45,6 +45,8 @@ class PromptBuilder:
             )
         if req.messages is not None:
             text = self.render(req)
+            # a template that ends its generation prompt inside <think> (Qwen3, R1 style)
+            req.thinking_opened = text.rstrip().endswith("<think>")
         elif req.prompt is not None:
             text = req.prompt
         else:

@@ -82,6 +82,7 @@ class GenerateRequest:
     logit_bias: dict[int, float] = field(default_factory=dict)
     stop: list[str] = field(default_factory=list)
     ignore_eos: bool = False
+    thinking_opened: bool = False  # set by the worker when the rendered prompt opens <think>
     # output constrained to this JSON schema by a grammar ({"type": "object"}: any object)
     json_schema: dict[str, Any] | None = None
     json_schema_param: str = "response_format"  # request field named when it is refused
@@ -103,6 +104,7 @@ class Accepted:
 
     prompt_tokens: int
     cached_tokens: int
+    thinking_opened: bool = False  # the prompt ends inside <think>: the reply starts thinking
 
 
 @dataclass(frozen=True)

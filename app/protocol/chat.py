@@ -102,6 +102,7 @@ class ChatCompletionRequest(SamplingRequest):
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
     add_generation_prompt: bool = True
+    include_reasoning: bool = True  # False: <think> text is dropped from the reply
 
     @property
     def token_limit(self) -> int | None:

@@ -7,9 +7,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.engine.client import ChoiceEnd, Finished, TextDelta, TokenLogprob
+from app.engine.client import Accepted, ChoiceEnd, Finished, TextDelta, TokenLogprob
 from app.services.logprob_format import chat_logprobs, completion_logprobs
-from app.services.reasoning import Part, ThinkStream, split_reasoning
+from app.services.reasoning import OPEN, Part, ThinkStream, split_reasoning
 from app.services.tool_calls import Parsed, ToolStream, parse_tool_calls
 
 ARGUMENT_PIECE = 24  # characters of function.arguments per streamed delta
@@ -45,9 +45,12 @@ class Collected:
     logprobs: dict[int, list[TokenLogprob]] = field(default_factory=dict)
     finish: dict[int, str] = field(default_factory=dict)
     done: Finished | None = None
+    thinking_opened: bool = False
 
     def add(self, event: object) -> None:
-        if isinstance(event, TextDelta):
+        if isinstance(event, Accepted):
+            self.thinking_opened = event.thinking_opened
+        elif isinstance(event, TextDelta):
             self.texts.setdefault(event.index, []).append(event.text)
             self.logprobs.setdefault(event.index, []).extend(event.logprobs)
         elif isinstance(event, ChoiceEnd):
@@ -76,6 +79,9 @@ class _Format:
         return {"id": self.id, "object": self.chunk_object, "created": self.created,
                 "model": self.model, "choices": choices}
 
+    def accepted(self, event: Accepted) -> None:
+        """The request was accepted by the worker (nothing to send by default)."""
+
     def usage_chunk(self, done: Finished) -> dict[str, Any] | None:
         if not self.include_usage:
             return None
@@ -100,13 +106,20 @@ class ChatFormat(_Format):
 
     def __init__(self, model: str, n: int, include_usage: bool,
                  tool_names: list[str] | None = None, logprobs: bool = False,
-                 one_call: bool = False) -> None:
+                 one_call: bool = False, include_reasoning: bool = True) -> None:
         super().__init__(model, n, include_usage, logprobs)
+        self.include_reasoning = include_reasoning  # False: thinking is dropped, not sent
         self.tool_names = tool_names  # None: tool calls are not parsed
         self.one_call = one_call  # parallel_tool_calls=false: keep the first call only
         self._tools = {i: ToolStream(tool_names) for i in range(n)} if tool_names else {}
         self._unsent: dict[int, list[TokenLogprob]] = {}  # logprobs of held text
         self._think = {i: ThinkStream() for i in range(n)}
+
+    def accepted(self, event: Accepted) -> None:
+        """The prompt ended inside <think>: every reply starts in its reasoning."""
+        if event.thinking_opened:
+            for stream in self._think.values():
+                stream.push(OPEN)
 
     def opening(self) -> list[dict[str, Any]]:
         return [self._chunk([{"index": i, "delta": {"role": "assistant", "content": ""},
@@ -131,7 +144,8 @@ class ChatFormat(_Format):
         tools = self._tools.get(index)
         for kind, text in parts:
             if kind == "reasoning":
-                out.append(self._delta(index, {"reasoning_content": text}))
+                if self.include_reasoning:
+                    out.append(self._delta(index, {"reasoning_content": text}))
                 continue
             shown = text if tools is None else tools.push(text)
             if shown:
@@ -164,12 +178,13 @@ class ChatFormat(_Format):
             return Parsed(parsed.content, parsed.calls[:1])
         return parsed
 
-    def _message(self, text: str, finish: str) -> tuple[dict[str, Any], str]:
-        reasoning, text = split_reasoning(text)
+    def _message(self, text: str, finish: str,
+                 thinking_opened: bool) -> tuple[dict[str, Any], str]:
+        reasoning, text = split_reasoning(OPEN + text if thinking_opened else text)
         parsed = self._limit(parse_tool_calls(text, self.tool_names) if self.tool_names
                              else Parsed(text, []))
         message: dict[str, Any] = {"role": "assistant", "content": text}
-        if reasoning is not None:
+        if reasoning is not None and self.include_reasoning:
             message["reasoning_content"] = message["reasoning"] = reasoning
         if not parsed.calls:
             return message, finish
@@ -180,7 +195,8 @@ class ChatFormat(_Format):
     def response(self, got: Collected) -> dict[str, Any]:
         choices = []
         for i in range(self.n):
-            message, finish = self._message(got.text(i), got.finish.get(i, "stop"))
+            message, finish = self._message(got.text(i), got.finish.get(i, "stop"),
+                                            got.thinking_opened)
             logprobs = chat_logprobs(got.logprobs.get(i, [])) if self.logprobs else None
             choices.append({"index": i, "message": message, "logprobs": logprobs,
                             "finish_reason": finish})

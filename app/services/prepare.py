@@ -113,7 +113,8 @@ def prepare_chat(catalog: Catalog, body: ChatCompletionRequest) -> Prepared:
     if body.logprobs:
         request.logprobs = body.top_logprobs or 0
     fmt = ChatFormat(entry.id, body.n, body.include_usage, tool_names=plan.names,
-                     logprobs=body.logprobs, one_call=body.parallel_tool_calls is False)
+                     logprobs=body.logprobs, one_call=body.parallel_tool_calls is False,
+                     include_reasoning=body.include_reasoning)
     return Prepared(entry, request, fmt, body.stream)
 
 

@@ -35,6 +35,7 @@ def _logprobs(piece: str, top: int | None) -> tuple[TokenLogprob, ...]:
     return (TokenLogprob(piece.encode(), -0.5, alternatives),)
 
 
+OPENED_REPLY = ["\nweigh", " it", "</th", "ink>", "\n\nDone."]
 THINK_REPLY = ["<think>", "\nplan it", "</think>", "\n\nDone."]
 
 
@@ -72,10 +73,11 @@ class FakeEngine:
             code = text.split("FAIL:", 1)[1].split()[0]
             yield Failed(code, f"fake failure {code}", {"prompt_tokens": 9, "n_ctx": 8})
             return
-        yield Accepted(prompt_tokens=len(text.split()), cached_tokens=0)
+        opened = "OPENTHINK" in text  # as if the template ended the prompt inside <think>
+        yield Accepted(prompt_tokens=len(text.split()), cached_tokens=0, thinking_opened=opened)
         try:
-            reply = (TOOL_REPLY if "TOOLCALL" in text else THINK_REPLY if "THINK" in text
-                     else REPLY)
+            reply = (TOOL_REPLY if "TOOLCALL" in text else OPENED_REPLY if opened
+                     else THINK_REPLY if "THINK" in text else REPLY)
             limit = req.max_tokens or len(reply)
             for index in range(req.n):
                 for piece in reply[:limit]:

@@ -102,3 +102,13 @@ def test_template_ignoring_tools_gets_a_system_prompt() -> None:
     assert '"name": "get_weather"' in text
     assert 'assistant: <tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}' in text
     assert "user: <tool_response>\nsunny\n</tool_response>" in text
+
+
+def test_prompt_that_opens_thinking_is_flagged() -> None:
+    opens = builder("{% for m in messages %}{{ m['content'] }}{% endfor %}<think>\n")
+    req = chat("hi")
+    opens.build(req)
+    assert req.thinking_opened
+    plain = chat("hi")
+    builder().build(plain)
+    assert not plain.thinking_opened
