@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.catalog.gguf import GGUFError, ModelFile, read_model
+from app.catalog.gguf import GGUFError, ModelFile, read_model, split_name
 from app.catalog.models_toml import CacheType, ModelConfig, load_models_file
 
 log = logging.getLogger(__name__)
 
-_SHARD = re.compile(r"^(?P<stem>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
 
 
 @dataclass(frozen=True)
@@ -80,15 +78,15 @@ def model_files(models_dir: Path) -> list[Path]:
         return []
     out = []
     for path in sorted(models_dir.glob("*.gguf")):
-        shard = _SHARD.match(path.name)
-        if shard is None or int(shard["no"]) == 1:
+        split = split_name(path.name)
+        if split is None or split[1] == 1:
             out.append(path)
     return out
 
 
 def default_id(path: Path) -> str:
-    shard = _SHARD.match(path.name)
-    return shard["stem"] if shard else path.stem
+    split = split_name(path.name)
+    return split[0] if split else path.stem
 
 
 def scan(models_dir: Path, models_file: Path, defaults: Defaults) -> Catalog:

@@ -381,16 +381,21 @@ def read_gguf(path: Path) -> GGUFInfo:
         raise GGUFError(f"cannot read: {e.strerror or e}", path=path) from e
 
 
+def split_name(name: str) -> tuple[str, int, int] | None:
+    """(prefix, shard number, shard count) of "prefix-0000i-of-0000N.gguf", else None."""
+    m = _SPLIT_RE.match(name)
+    return None if m is None else (m["prefix"], int(m["no"]), int(m["count"]))
+
+
 def split_paths(path: Path) -> list[Path]:
     """All shard paths of a "name-0000i-of-0000N.gguf" model (GGUFError if one is missing)."""
     path = Path(path)
-    m = _SPLIT_RE.match(path.name)
-    if m is None:
+    split = split_name(path.name)
+    if split is None:
         return [path]
-    no, count = int(m["no"]), int(m["count"])
+    prefix, no, count = split
     if not 1 <= no <= count:
         raise GGUFError(f"bad split file name: shard {no} of {count}", path=path)
-    prefix = m["prefix"]
     paths = [path.with_name(f"{prefix}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
