@@ -103,4 +103,6 @@ VOLUME /models
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('HALO_PORT', '8080'), timeout=4)"]
-CMD ["halo", "serve", "--host", "0.0.0.0", "--models-dir", "/models"]
+# Inside a container 0.0.0.0 is the only useful bind; publish the port on loopback
+# (-p 127.0.0.1:8080:8080) or set HALO_API_KEYS. halo logs a warning when no key is set.
+CMD ["halo", "serve", "--host", "0.0.0.0", "--models-dir", "/models", "--insecure-no-auth"]

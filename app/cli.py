@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,9 @@ def _serve_parser(sub: Any) -> None:
                    help=f"{fields['api_keys'].description} Repeatable. [env HALO_API_KEYS]")
     p.add_argument("--preload", dest="preload", action="append",
                    help=f"{fields['preload'].description} Repeatable. [env HALO_PRELOAD]")
+    p.add_argument("--insecure-no-auth", dest="insecure_no_auth", action="store_true",
+                   default=None, help=f"{fields['insecure_no_auth'].description} "
+                   "[env HALO_INSECURE_NO_AUTH]")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -39,10 +44,19 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app import logs
+    from app.api.auth import bind_refusal, is_loopback
     from app.factory import create_app
 
     settings = _settings(args)
     logs.configure(settings.log_level)
+    refusal = bind_refusal(settings)
+    if refusal is not None:
+        print(f"halo: {refusal}", file=sys.stderr)
+        return 2
+    if not is_loopback(settings.host) and not settings.api_keys:
+        logging.getLogger("app.cli").warning(
+            "listening on %s with no API key (--insecure-no-auth): anyone who can reach this "
+            "port can use and manage the models", settings.host)
     app = create_app(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
                 access_log=False, timeout_graceful_shutdown=10)

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
         description="Accepted API keys (comma-separated in HALO_API_KEYS); empty = no auth.",
     )
     metrics_require_key: bool = Field(False, description="Require the API key on /metrics.")
+    insecure_no_auth: bool = Field(
+        False, description="Allow binding a non-loopback address without an API key."
+    )
     log_level: LogLevel = Field("info", description="Log level (logs are JSON lines on stderr).")
     default_n_ctx: int = Field(4096, ge=64, description="Context per request slot.")
     default_parallel: int = Field(4, ge=1, le=64, description="Sequence slots per model.")

@@ -1,8 +1,30 @@
-"""Domain exceptions. No HTTP here: api/errors.py maps each to a status and envelope."""
+"""Domain exceptions and the closed set of engine error codes.
+
+No HTTP here: api/errors.py maps each exception and each engine code to a status and
+envelope, once. The worker reports failures with an `EngineCode`; the front turns them
+into `EngineFailure` (see `engine_failure`).
+"""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
+
+
+class EngineCode(StrEnum):
+    """Every way a request can fail inside a worker (shared by worker and front)."""
+
+    INVALID_REQUEST = "invalid_request"  # a field the worker cannot use (param in details)
+    INVALID_N = "invalid_n"  # more choices than the model's sequence slots
+    EMPTY_PROMPT = "empty_prompt"  # the prompt tokenizes to nothing
+    CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+    NO_CHAT_TEMPLATE = "no_chat_template"
+    TEMPLATE_ERROR = "template_error"  # the chat template failed on these messages
+    GRAMMAR_REJECTED = "grammar_rejected"  # the JSON schema's grammar cannot be enforced
+    DECODE_FAILED = "decode_failed"  # llama_decode returned an error (e.g. KV cache full)
+    WORKER_CRASHED = "worker_crashed"  # the worker process died
+    WORKER_STOPPED = "worker_stopped"  # the model was unloaded while the request ran
+    INTERNAL = "internal"  # a bug in the worker (the exception is logged there)
 
 
 class HaloError(Exception):
@@ -55,3 +77,27 @@ class EngineError(HaloError):
 
 class Unauthorized(HaloError):
     code = "invalid_api_key"
+
+
+class EngineFailure(HaloError):
+    """A worker reported `engine_code` for this request."""
+
+    def __init__(self, engine_code: EngineCode, message: str, *, param: str | None = None,
+                 **details: Any) -> None:
+        super().__init__(message, param=param, **details)
+        self.engine_code = engine_code
+        self.code = engine_code.value
+
+
+def engine_failure(code: str, message: str, details: dict[str, Any]) -> EngineFailure:
+    """The domain error of a worker failure; an unknown code counts as INTERNAL."""
+    try:
+        engine_code = EngineCode(code)
+    except ValueError:
+        engine_code, message = EngineCode.INTERNAL, f"{code}: {message}"
+    param = details.get("param")
+    rest = {k: v for k, v in details.items() if k != "param"}
+    if engine_code is EngineCode.CONTEXT_LENGTH_EXCEEDED and param is None:
+        param = "messages"
+    return EngineFailure(engine_code, message, param=param if isinstance(param, str) else None,
+                         **rest)

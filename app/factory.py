@@ -25,6 +25,7 @@ from app.metrics import Metrics
 from app.scheduler.engine import Engine, EngineFactory
 from app.scheduler.estimate import MemoryEstimate, estimate
 from app.scheduler.scheduler import Limits, Scheduler
+from app.services.generation import GenerationService
 from app.state import AppState
 
 log = logging.getLogger(__name__)
@@ -93,8 +94,10 @@ def create_app(
         Limits(budget=report.pool.budget_bytes, max_waiting=settings.max_waiting),
         metrics,
     )
+    generation = GenerationService(catalog, scheduler, metrics,
+                                   commit_seconds=settings.stream_commit_seconds)
     state = AppState(settings=settings, catalog=catalog, scheduler=scheduler, probe=report,
-                     metrics=metrics)
+                     metrics=metrics, generation=generation)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

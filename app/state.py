@@ -9,6 +9,7 @@ from app.config import Settings
 from app.hardware.probe import ProbeReport
 from app.metrics import Metrics
 from app.scheduler.scheduler import Scheduler
+from app.services.generation import GenerationService
 
 
 @dataclass
@@ -18,6 +19,7 @@ class AppState:
     scheduler: Scheduler
     probe: ProbeReport
     metrics: Metrics
+    generation: GenerationService
 
     @property
     def backend(self) -> str:

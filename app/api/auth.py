@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 
 from fastapi import Request
 
+from app.config import Settings
 from app.errors import Unauthorized
 
 
@@ -31,3 +33,20 @@ def check_api_key(keys: list[str], authorization: str | None) -> None:
 async def require_api_key(request: Request) -> None:
     """FastAPI dependency for every route but /health."""
     check_api_key(request.app.state.halo.settings.api_keys, request.headers.get("authorization"))
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_refusal(settings: Settings) -> str | None:
+    """Why `halo serve` must not start with these settings (None: it may)."""
+    if is_loopback(settings.host) or settings.api_keys or settings.insecure_no_auth:
+        return None
+    return (f"refusing to listen on {settings.host} without an API key: set --api-key "
+            "(HALO_API_KEYS), bind 127.0.0.1, or pass --insecure-no-auth")

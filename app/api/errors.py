@@ -28,6 +28,22 @@ _STATUS: tuple[tuple[type[errors.HaloError], int, str], ...] = (
     (errors.EngineError, 500, "server_error"),
 )
 
+_BAD = (400, "invalid_request_error")
+# every engine error code -> (status, OpenAI error type); test_engine_codes checks coverage
+ENGINE_CODES: dict[errors.EngineCode, tuple[int, str]] = {
+    errors.EngineCode.INVALID_REQUEST: _BAD,
+    errors.EngineCode.INVALID_N: _BAD,
+    errors.EngineCode.EMPTY_PROMPT: _BAD,
+    errors.EngineCode.CONTEXT_LENGTH_EXCEEDED: _BAD,
+    errors.EngineCode.NO_CHAT_TEMPLATE: _BAD,
+    errors.EngineCode.TEMPLATE_ERROR: _BAD,
+    errors.EngineCode.GRAMMAR_REJECTED: _BAD,
+    errors.EngineCode.DECODE_FAILED: (503, "server_error"),
+    errors.EngineCode.WORKER_CRASHED: (503, "server_error"),
+    errors.EngineCode.WORKER_STOPPED: (503, "server_error"),
+    errors.EngineCode.INTERNAL: (500, "server_error"),
+}
+
 
 _UNION_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
 
@@ -39,6 +55,8 @@ def envelope(
 
 
 def status_of(exc: errors.HaloError) -> tuple[int, str]:
+    if isinstance(exc, errors.EngineFailure):
+        return ENGINE_CODES[exc.engine_code]
     for cls, status, type_ in _STATUS:
         if isinstance(exc, cls):
             return status, type_

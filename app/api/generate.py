@@ -9,7 +9,7 @@ from app.api.deps import StateDep
 from app.api.sse import respond
 from app.protocol.chat import ChatCompletionRequest
 from app.protocol.completions import CompletionRequest
-from app.services.prepare import prepare_chat, prepare_completion
+from app.protocol.openai_prepare import prepare_chat, prepare_completion
 
 router = APIRouter()
 
@@ -18,9 +18,9 @@ router = APIRouter()
 async def chat_completions(
     body: ChatCompletionRequest, request: Request, state: StateDep
 ) -> Response:
-    return await respond(request, prepare_chat(state.catalog, body))
+    return await respond(request, state.generation, prepare_chat(state.generation, body))
 
 
 @router.post("/v1/completions", response_model=None)
 async def completions(body: CompletionRequest, request: Request, state: StateDep) -> Response:
-    return await respond(request, prepare_completion(state.catalog, body))
+    return await respond(request, state.generation, prepare_completion(state.generation, body))

@@ -31,6 +31,7 @@ from app.engine.schema import (
     WorkerStats,
 )
 from app.engine.spawn import log_tail, spawn_worker
+from app.errors import EngineCode
 
 __all__ = [
     "Accepted",
@@ -169,7 +170,7 @@ class EngineClient:
         if rid in self._queues:
             raise ValueError(f"request id {rid!r} is already running")
         if not self.alive:
-            code = "worker_stopped" if self._stopping else "worker_crashed"
+            code = EngineCode.WORKER_STOPPED if self._stopping else EngineCode.WORKER_CRASHED
             yield Failed(code, f"worker for {self.spec.model_id} is not running", {})
             return
         q: asyncio.Queue[Event] = asyncio.Queue()
@@ -233,10 +234,10 @@ class EngineClient:
                 proc.kill()
                 await proc.wait()
         if self._stopping:
-            code, message = "worker_stopped", "the model was unloaded"
+            code, message = EngineCode.WORKER_STOPPED, "the model was unloaded"
         else:
             tail = log_tail(self.log_path, errors_only=True)
-            code = "worker_crashed"
+            code = EngineCode.WORKER_CRASHED
             message = f"worker for {self.spec.model_id} exited with code {proc.returncode}"
             message += f": {tail}" if tail else ""
             logger.error("%s (log kept at %s)", message, self.log_path)

@@ -1,5 +1,8 @@
 """JSON schema -> GBNF grammar (worker side), with llama-cpp-python's converter.
 
+The grammar is checked (gbnf_check) before llama.cpp parses it: its parser and sampler
+abort the process on grammars that are too deep or can never be satisfied.
+
 The converter's string rule lets raw control characters (newline, tab...) into JSON
 strings, which strict JSON parsers refuse; the rule is tightened here.
 """
@@ -10,6 +13,8 @@ import json
 from typing import Any
 
 from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+from app.engine.gbnf_check import GrammarUnsafe, check_gbnf
 
 # strict JSON: no raw control characters inside strings
 _LOOSE_CHAR = r'char ::= [^"\\] |'
@@ -29,4 +34,9 @@ def schema_to_gbnf(schema: dict[str, Any]) -> str:
     except Exception as exc:  # the converter asserts/raises on what it cannot handle
         detail = str(exc) or type(exc).__name__
         raise GrammarError(f"the JSON schema cannot be enforced: {detail}") from exc
-    return text.replace(_LOOSE_CHAR, _STRICT_CHAR)
+    text = text.replace(_LOOSE_CHAR, _STRICT_CHAR)
+    try:
+        check_gbnf(text)
+    except GrammarUnsafe as exc:
+        raise GrammarError(f"the JSON schema cannot be enforced: {exc}") from exc
+    return text

@@ -33,6 +33,7 @@ from app.engine.schema import (
     WorkerStats,
 )
 from app.engine.slots import Slot, common_prefix, pick_slots
+from app.errors import EngineCode
 
 logger = logging.getLogger(__name__)
 
@@ -80,10 +81,25 @@ class DecodeLoop:
 
     # messages from the front
     def submit(self, req: GenerateRequest) -> None:
+        """Queue `req`, or answer it with Failed; an error here never reaches other jobs."""
+        try:
+            self._submit(req)
+        except Exception as exc:  # a bug or unexpected input: fail this request only
+            logger.exception("request %s failed before it was queued", req.request_id)
+            self._emit(req.request_id, Failed(EngineCode.INTERNAL,
+                                              f"the request could not be started: {exc!r}"))
+
+    def _submit(self, req: GenerateRequest) -> None:
         try:
             prompt = self.prompts.build(req)
         except RequestError as exc:
             self._emit(req.request_id, Failed(exc.code, exc.message, exc.details))
+            return
+        bad = [t for t in req.logit_bias if not 0 <= t < self.model.n_vocab]
+        if bad:
+            self._emit(req.request_id, Failed(
+                EngineCode.INVALID_REQUEST, f"logit_bias token id {bad[0]} is outside the "
+                f"vocabulary (size {self.model.n_vocab})", {"param": "logit_bias"}))
             return
         grammar: str | None = None
         if req.json_schema is not None:
@@ -92,7 +108,8 @@ class DecodeLoop:
             except GrammarError as exc:
                 param = req.json_schema_param
                 self._emit(req.request_id,
-                           Failed("invalid_request", f"{param}: {exc}", {"param": param}))
+                           Failed(EngineCode.GRAMMAR_REJECTED, f"{param}: {exc}",
+                                  {"param": param}))
                 return
         limit = self.n_ctx - len(prompt)
         if req.max_tokens is not None:
@@ -112,7 +129,7 @@ class DecodeLoop:
                     self._release(job)
                     return
 
-    def fail_all(self, code: str, message: str) -> None:
+    def fail_all(self, code: EngineCode, message: str) -> None:
         """End every job with Failed(code) and send the events."""
         for job in [*self.queue, *self.prefilling, *self.decoding]:
             self._release(job)
@@ -331,5 +348,6 @@ class DecodeLoop:
                 self.model.seq_rm(ch.slot.seq, -1)
                 ch.slot.tokens.clear()
             self._release(job)
-            self._emit(job.request_id, Failed("decode_failed", f"llama_decode returned {rc}", {}))
+            self._emit(job.request_id, Failed(EngineCode.DECODE_FAILED,
+                                                     f"llama_decode returned {rc}", {}))
             (self.decoding if job in self.decoding else self.prefilling).remove(job)

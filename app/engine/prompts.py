@@ -9,12 +9,14 @@ from typing import Any
 from app.engine.schema import GenerateRequest
 from app.engine.templates import ChatTemplate, TemplateError
 from app.engine.tool_prompt import with_tools_as_text
+from app.errors import EngineCode
 
 
 class RequestError(Exception):
     """A request that cannot run; becomes a Failed event with this code."""
 
-    def __init__(self, code: str, message: str, details: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, code: EngineCode, message: str,
+                 details: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -39,7 +41,7 @@ class PromptBuilder:
         """Prompt tokens of `req`, or RequestError."""
         if req.n < 1 or req.n > self.parallel:
             raise RequestError(
-                "invalid_n",
+                EngineCode.INVALID_N,
                 f"n must be between 1 and {self.parallel} for this model",
                 {"n": req.n, "max_n": self.parallel},
             )
@@ -50,14 +52,16 @@ class PromptBuilder:
         elif req.prompt is not None:
             text = req.prompt
         else:
-            raise RequestError("invalid_request", "request has neither messages nor prompt")
+            raise RequestError(EngineCode.INVALID_REQUEST,
+                               "request has neither messages nor prompt")
         add_special = self.add_bos and not (self.bos_text and text.startswith(self.bos_text))
         tokens = self.tokenize(text, add_special)
         if not tokens:
-            raise RequestError("empty_prompt", "the prompt is empty")
+            raise RequestError(EngineCode.EMPTY_PROMPT, "the prompt is empty",
+                               {"param": "prompt" if req.prompt is not None else "messages"})
         if len(tokens) >= self.n_ctx:
             raise RequestError(
-                "context_length_exceeded",
+                EngineCode.CONTEXT_LENGTH_EXCEEDED,
                 f"the prompt has {len(tokens)} tokens; this model's context is {self.n_ctx}"
                 " tokens per request, and at least one token must be left for the reply",
                 {"prompt_tokens": len(tokens), "n_ctx": self.n_ctx},
@@ -79,16 +83,16 @@ class PromptBuilder:
             return template.render(with_tools_as_text(messages, req.tools),
                                    add_generation_prompt=gen)
         except TemplateError as exc:
-            raise RequestError("template_error", str(exc)) from exc
+            raise RequestError(EngineCode.TEMPLATE_ERROR, str(exc)) from exc
 
     def _get_template(self) -> ChatTemplate:
         if self._template is not None:
             return self._template
         if self._template_error is not None:
-            raise RequestError("template_error", self._template_error)
+            raise RequestError(EngineCode.TEMPLATE_ERROR, self._template_error)
         if not self.template_source:
             raise RequestError(
-                "no_chat_template",
+                EngineCode.NO_CHAT_TEMPLATE,
                 "this model has no chat template; configure one or use the completions API",
             )
         try:
@@ -97,7 +101,7 @@ class PromptBuilder:
             )
         except TemplateError as exc:
             self._template_error = str(exc)
-            raise RequestError("template_error", str(exc)) from exc
+            raise RequestError(EngineCode.TEMPLATE_ERROR, str(exc)) from exc
         return self._template
 
 

@@ -65,7 +65,7 @@ class Sampler:
                 self.free()
                 raise
         bias = {int(t): float(b) for t, b in req.logit_bias.items() if 0 <= int(t) < n_vocab}
-        if req.ignore_eos:
+        if req.ignore_eos and grammar is None:  # a finished grammar allows only EOG
             bias.update(dict.fromkeys(eog_tokens, -math.inf))
         if bias:
             arr = (lc.llama_logit_bias * len(bias))(

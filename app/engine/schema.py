@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.errors import EngineCode
+
 
 @dataclass(frozen=True)
 class WorkerSpec:
@@ -142,7 +144,7 @@ class Finished:
 class Failed:
     """The request failed; nothing follows."""
 
-    code: str
+    code: EngineCode
     message: str
     details: Mapping[str, Any] = field(default_factory=dict)
 

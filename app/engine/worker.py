@@ -23,6 +23,7 @@ from app.engine.loop import DecodeLoop
 from app.engine.memory import LlamaLog, rss_bytes
 from app.engine.model import LlamaModel, ModelLoadError, install_log, uninstall_log
 from app.engine.schema import Event, LoadReport, WorkerSpec
+from app.errors import EngineCode
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ def _serve(loop: DecodeLoop, inbox: Inbox, sender: _Sender) -> None:
             elif isinstance(msg, ipc.Stop) or msg is _EOF:
                 stopping = True
         if stopping:
-            loop.fail_all("worker_stopped", "the model was unloaded")
+            loop.fail_all(EngineCode.WORKER_STOPPED, "the model was unloaded")
             return
         loop.step()
 

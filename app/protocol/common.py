@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 MAX_STOP_STRINGS = 16
 MAX_N = 16
+
+_TOKEN_ID = re.compile(r"[0-9]{1,10}")  # ASCII digits only ("²".isdigit() is True)
 
 StopString = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 
@@ -42,6 +52,16 @@ class SamplingRequest(BaseModel):
     user: str | None = None
     ignore_eos: bool = False  # llama.cpp extension: generate past end-of-generation tokens
 
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_default(cls, data: Any) -> Any:
+        """Like OpenAI, an explicit null for an optional field means "the default"."""
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {key: value for key, value in data.items()
+                if value is not None or key not in fields or fields[key].default is None}
+
     @field_validator("stop")
     @classmethod
     def _few_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
@@ -57,7 +77,7 @@ class SamplingRequest(BaseModel):
         if len(value) > 1024:
             raise ValueError("at most 1024 logit_bias entries")
         for key, bias in value.items():
-            if not key.isdigit():
+            if not _TOKEN_ID.fullmatch(key):
                 raise ValueError(f"logit_bias keys must be token ids, got {key!r}")
             if not -100.0 <= bias <= 100.0:
                 raise ValueError(f"logit_bias values must be in [-100, 100], got {bias}")

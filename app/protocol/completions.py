@@ -20,6 +20,8 @@ class CompletionRequest(SamplingRequest):
     def _one_prompt(cls, value: str | list[str]) -> str | list[str]:
         if isinstance(value, list) and len(value) != 1:
             raise ValueError("exactly one prompt per request is supported")
+        if not (value if isinstance(value, str) else value[0]):
+            raise ValueError("the prompt must not be empty")
         return value
 
     @property

@@ -1,9 +1,16 @@
-"""One generation: lease the model, run the request, hand events to the HTTP layer.
+"""The generation service: one request's lease -> generate -> reply events, for every protocol.
 
-The work runs in a pump task that feeds a queue, so the HTTP layer can wait for the
-first event with a timeout (errors before the first byte become plain HTTP errors) and
-cancel cleanly on disconnect (closing the engine's iterator cancels the request in the
-worker and frees its slot).
+A protocol adapter turns its wire request into a `GenerationJob` (an engine request plus
+how to read the model's text), then either
+
+* `await service.stream(job)`: a started `Generation`, an async iterator of `ReplyEvent`s
+  (errors before the first event are raised here, as domain errors, before any byte is
+  written; errors later are raised from the iteration), or
+* `await service.collect(job, cancel_when=...)`: the `Reply` folded from the same events.
+
+The work runs in a pump task that feeds a queue, so the caller can wait for the first event
+with a timeout and cancel cleanly on disconnect (closing the engine's iterator cancels the
+request in the worker and frees its slot).
 """
 
 from __future__ import annotations
@@ -11,45 +18,52 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
 
-from app.engine.client import Event, Failed, GenerateRequest
-from app.errors import (
-    ContextLengthExceeded,
-    EngineError,
-    HaloError,
-    InvalidRequest,
-)
-from app.metrics import RequestTracker
+from app.catalog.catalog import Catalog, ModelEntry
+from app.engine.client import Failed, GenerateRequest
+from app.errors import EngineError, HaloError, InvalidRequest, ModelNotFound, engine_failure
+from app.metrics import Metrics
 from app.scheduler.scheduler import Scheduler
+from app.services.events import Reply, ReplyEvent
+from app.services.reply import ReplyOptions, ReplyStream
+from app.services.safety import check_request
 
 log = logging.getLogger(__name__)
 
 _END = object()
 
 
+@dataclass(frozen=True)
+class GenerationJob:
+    """What to run (`request`) on which model, and how to read the text (`options`)."""
+
+    model: ModelEntry
+    request: GenerateRequest
+    options: ReplyOptions
+
+
 def error_from(failed: Failed) -> HaloError:
     """Translate a worker failure into the domain error the client sees."""
-    if failed.code == "context_length_exceeded":
-        return ContextLengthExceeded(failed.message, param="messages", **dict(failed.details))
-    if failed.code in {"no_chat_template", "template_error", "invalid_n", "invalid_request"}:
-        return InvalidRequest(failed.message, param=failed.details.get("param"))
-    return EngineError(f"{failed.code}: {failed.message}")
+    return engine_failure(failed.code, failed.message, dict(failed.details))
 
 
 class Generation:
-    def __init__(self, scheduler: Scheduler, model_id: str, request: GenerateRequest,
-                 tracker: RequestTracker) -> None:
-        self._queue: asyncio.Queue[object] = asyncio.Queue()
-        self._pending: object | None = None
-        self._tracker = tracker
-        self._task = asyncio.create_task(self._pump(scheduler, model_id, request))
+    """A running request: iterate for reply events; always `close()` (idempotent)."""
 
-    async def _pump(self, scheduler: Scheduler, model_id: str, request: GenerateRequest) -> None:
+    def __init__(self, service: GenerationService, job: GenerationJob) -> None:
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._pending: list[ReplyEvent] = []
+        self._reply = ReplyStream(job.options)
+        self._tracker = service.metrics.track(job.model.id)
+        self._task = asyncio.create_task(self._pump(service.scheduler, job))
+
+    async def _pump(self, scheduler: Scheduler, job: GenerationJob) -> None:
         status = "ok"
         try:
-            async with scheduler.lease(model_id) as engine:
-                async for event in engine.generate(request):
+            async with scheduler.lease(job.model.id) as engine:
+                async for event in engine.generate(job.request):
                     self._tracker.on_event(event)
                     if isinstance(event, Failed):
                         status = event.code
@@ -62,51 +76,124 @@ class Generation:
             raise
         except Exception as exc:  # an engine bug must not hang the client
             status = "internal_error"
-            log.exception("generation failed", extra={"model": model_id})
+            log.exception("generation failed", extra={"model": job.model.id})
             self._queue.put_nowait(EngineError(f"generation failed: {exc}"))
         finally:
             self._tracker.close(status)
             self._queue.put_nowait(_END)
 
-    async def first(self, timeout: float | None) -> Event | None:
-        """The first event, or None if it takes longer than ``timeout``.
-
-        Raises the domain error if the request fails before producing anything.
-        """
-        try:
-            item = await asyncio.wait_for(self._peek(), timeout)
-        except TimeoutError:
+    async def _next(self) -> list[ReplyEvent] | None:
+        """Reply events of the next engine event; None at the end; raises failures."""
+        item = await self._queue.get()
+        if item is _END:
+            self._queue.put_nowait(_END)  # later calls see the end too
             return None
         if isinstance(item, HaloError):
-            await self.close()
             raise item
         if isinstance(item, Failed):
-            await self.close()
             raise error_from(item)
-        return item  # type: ignore[return-value]
+        assert not isinstance(item, Failed)
+        return self._reply.feed(item)  # type: ignore[arg-type]
 
-    async def _peek(self) -> object:
-        item = await self._queue.get()
-        self._pending = item
-        return item
+    async def first(self, timeout: float | None) -> bool:
+        """Wait up to `timeout` for the first event; raises the domain error if the request
+        fails before producing anything. False if nothing came in time."""
+        try:
+            events = await asyncio.wait_for(self._next(), timeout)
+        except TimeoutError:
+            return False
+        except BaseException:
+            await self.close()
+            raise
+        self._pending.extend(events or ())
+        return True
 
-    async def events(self) -> AsyncIterator[Event]:
-        """All events (including the one ``first`` returned); raises on a failure."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            yield pending  # type: ignore[misc]  # first() raised for failures
-        while True:
-            item = await self._queue.get()
-            if item is _END:
-                return
-            if isinstance(item, HaloError):
-                raise item
-            if isinstance(item, Failed):
-                raise error_from(item)
-            yield item  # type: ignore[misc]
+    def __aiter__(self) -> AsyncIterator[ReplyEvent]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[ReplyEvent]:
+        pending, self._pending = self._pending, []
+        for event in pending:
+            yield event
+        while (events := await self._next()) is not None:
+            for event in events:
+                yield event
 
     async def close(self) -> None:
         if not self._task.done():
             self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+
+
+class GenerationService:
+    """Runs generation jobs on the scheduler's workers (one per app, see factory)."""
+
+    def __init__(self, catalog: Catalog, scheduler: Scheduler, metrics: Metrics,
+                 commit_seconds: float = 5.0) -> None:
+        self.catalog = catalog
+        self.scheduler = scheduler
+        self.metrics = metrics
+        self.commit_seconds = commit_seconds
+
+    def model(self, model_id: str) -> ModelEntry:
+        """The catalog entry of `model_id`, or ModelNotFound."""
+        entry = self.catalog.get(model_id)
+        if entry is None:
+            raise ModelNotFound(f"The model '{model_id}' does not exist", param="model")
+        return entry
+
+    def job(self, entry: ModelEntry, request: GenerateRequest,
+            options: ReplyOptions) -> GenerationJob:
+        """A job after the checks every protocol shares (slots, vocabulary, safe text)."""
+        if request.n > entry.parallel:
+            raise InvalidRequest(
+                f"n={request.n} exceeds the {entry.parallel} parallel slots of model "
+                f"'{entry.id}'", param="n")
+        vocab = entry.file.info.vocab_size
+        for token in request.logit_bias:
+            if token < 0 or (vocab is not None and token >= vocab):
+                raise InvalidRequest(f"logit_bias token id {token} is outside the vocabulary"
+                                     + (f" (size {vocab})" if vocab else ""), param="logit_bias")
+        check_request(request)
+        if options.n != request.n:
+            options = ReplyOptions(request.n, options.reasoning, options.include_reasoning,
+                                   options.tool_names, options.one_call)
+        return GenerationJob(entry, request, options)
+
+    async def stream(self, job: GenerationJob) -> Generation:
+        """Start `job`; returns once its first event is in (or after the commit time, so
+        keep-alives can flow during a long load). Raises errors that come before that."""
+        generation = Generation(self, job)
+        await generation.first(timeout=self.commit_seconds)
+        return generation
+
+    async def collect(self, job: GenerationJob,
+                      cancel_when: Awaitable[None] | None = None) -> Reply | None:
+        """The whole reply; None if `cancel_when` finished first (the request is cancelled)."""
+        generation = Generation(self, job)
+        reply = Reply(job.options.n)
+
+        async def consume() -> None:
+            async for event in generation:
+                reply.add(event)
+
+        consumer = asyncio.ensure_future(consume())
+        watcher = asyncio.ensure_future(cancel_when) if cancel_when is not None else None
+        try:
+            await asyncio.wait({consumer} if watcher is None else {consumer, watcher},
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+            if not consumer.done():  # the client went away: stop generating
+                consumer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await consumer
+            await generation.close()
+        if consumer.cancelled():
+            return None
+        consumer.result()  # re-raises the domain error
+        return reply

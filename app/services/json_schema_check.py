@@ -7,11 +7,20 @@ gets output that looks constrained but is not.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from app.errors import InvalidRequest
 
 MAX_SCHEMA_DEPTH = 32
+# Bounds the grammar can carry: the converter nests one group per optional repetition, and
+# llama.cpp parses and walks those groups recursively (deep grammars crash the worker; large
+# or ambiguous ones stall every stream of the model while the sampler runs).
+MAX_LENGTH_BOUND = 1000  # minLength / maxLength
+MAX_ITEMS_BOUND = 100  # minItems / maxItems
+MAX_PATTERN_REPEAT = 100  # {m,n} counts inside a `pattern`
+MAX_PATTERN_CHARS = 1000
+_REPEAT = re.compile(r"\{\s*(\d*)\s*(?:,\s*(\d*)\s*)?\}")
 
 # enforced by the grammar
 _ENFORCED = frozenset({
@@ -87,12 +96,31 @@ def check_schema(schema: Any, where: str = "", depth: int = 0) -> None:
         isinstance(required, list) and all(isinstance(r, str) for r in required)
     ):
         raise SchemaUnsupported("'required' must be an array of strings", where)
-    for key in ("minLength", "maxLength", "minItems", "maxItems"):
+    for key, bound in (("minLength", MAX_LENGTH_BOUND), ("maxLength", MAX_LENGTH_BOUND),
+                       ("minItems", MAX_ITEMS_BOUND), ("maxItems", MAX_ITEMS_BOUND)):
         value = schema.get(key)
-        if value is not None and (not isinstance(value, int) or value < 0 or value > 100_000):
-            raise SchemaUnsupported(f"{key!r} must be an integer in [0, 100000]", where)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 0 or value > bound):
+            raise SchemaUnsupported(f"{key!r} must be an integer in [0, {bound}] (the limit "
+                                    "of grammar-constrained output)", where)
+    if "pattern" in schema:
+        _check_pattern(schema["pattern"], where)
     if "enum" in schema and (not isinstance(schema["enum"], list) or not schema["enum"]):
         raise SchemaUnsupported("'enum' must be a non-empty array", where)
+
+
+def _check_pattern(pattern: Any, where: str) -> None:
+    if not isinstance(pattern, str):
+        raise SchemaUnsupported("'pattern' must be a string", where)
+    if len(pattern) > MAX_PATTERN_CHARS:
+        raise SchemaUnsupported(f"'pattern' is longer than {MAX_PATTERN_CHARS} characters",
+                                where)
+    for match in _REPEAT.finditer(pattern):
+        for count in match.groups():
+            if count and (len(count) > 4 or int(count) > MAX_PATTERN_REPEAT):
+                raise SchemaUnsupported(
+                    f"'pattern' repeats {match.group(0)}: counts above {MAX_PATTERN_REPEAT} "
+                    "are not supported", where)
 
 
 def checked_schema(schema: Any, param: str) -> dict[str, Any]:

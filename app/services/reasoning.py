@@ -29,11 +29,16 @@ def _tail_prefix(text: str, marker: str) -> int:
 
 
 class ThinkStream:
-    """Streaming form of split_reasoning: push text, get reasoning and content parts."""
+    """Streaming form of split_reasoning: push text, get reasoning and content parts.
+
+    Whatever the chunking, the parts joined equal `split_reasoning` of the whole text:
+    whitespace at either end of the reasoning is held back until text follows it.
+    """
 
     def __init__(self) -> None:
         self._buf = ""
         self._mode = "start"  # -> "think" -> "after" -> "content", or -> "content"
+        self._thought = False  # some reasoning was sent (leading whitespace is gone)
 
     def push(self, text: str) -> list[Part]:
         self._buf += text
@@ -45,19 +50,23 @@ class ThinkStream:
             if not head.startswith(OPEN):
                 self._mode = "content"
             else:
-                self._mode, self._buf = "think", head[len(OPEN):].lstrip()
+                self._mode, self._buf = "think", head[len(OPEN):]
         if self._mode == "think":
+            if not self._thought:
+                self._buf = self._buf.lstrip()
             at = self._buf.find(CLOSE)
             if at >= 0:
-                thought, rest = self._buf[:at].rstrip(), self._buf[at + len(CLOSE):].lstrip()
+                thought, rest = self._buf[:at].rstrip(), self._buf[at + len(CLOSE):]
                 if thought:
                     out.append(("reasoning", thought))
                 self._mode, self._buf = "after", rest
             else:
-                keep = _tail_prefix(self._buf, CLOSE)
-                ready = self._buf[:len(self._buf) - keep]
-                self._buf = self._buf[len(self._buf) - keep:]
+                marker = _tail_prefix(self._buf, CLOSE)
+                head = self._buf[:len(self._buf) - marker]
+                ready = head.rstrip()
+                self._buf = self._buf[len(ready):]
                 if ready:
+                    self._thought = True
                     out.append(("reasoning", ready))
                 return out
         if self._mode == "after":  # whitespace after </think> is not content
@@ -71,6 +80,9 @@ class ThinkStream:
 
     def flush(self) -> list[Part]:
         text, self._buf = self._buf, ""
+        if self._mode == "think":
+            text = text.strip() if not self._thought else text.rstrip()
+            return [("reasoning", text)] if text else []
         if not text or self._mode == "after":
             return []
-        return [("reasoning" if self._mode == "think" else "content", text)]
+        return [("content", text)]

@@ -197,10 +197,12 @@ class ToolStream:
                     self._mode = "held"
                 return ""
             self._mode = "text"
-        safe, self._buf = split_safe(self._buf)
-        if self._buf.startswith(HERMES_OPEN):
+        safe, held = split_safe(self._buf)
+        shown = safe.rstrip()  # whitespace before a call is not content: hold it too
+        self._buf = safe[len(shown):] + held
+        if held.startswith(HERMES_OPEN):
             self._mode = "held"
-        return safe
+        return shown
 
     def finish(self) -> Parsed:
         """The choice ended: what was held, as content and calls."""

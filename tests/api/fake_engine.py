@@ -19,6 +19,7 @@ from app.engine.client import (
     WorkerSpec,
     WorkerStats,
 )
+from app.errors import EngineCode
 
 REPLY = ["Hello", " from", " the", " fake", " engine", "."]
 # replied when the prompt says TOOLCALL: a Hermes tool call, split mid-markup
@@ -37,6 +38,8 @@ def _logprobs(piece: str, top: int | None) -> tuple[TokenLogprob, ...]:
 
 OPENED_REPLY = ["\nweigh", " it", "</th", "ink>", "\n\nDone."]
 THINK_REPLY = ["<think>", "\nplan it", "</think>", "\n\nDone."]
+# issue 13: trailing whitespace of the reasoning arrives before </think>
+SPACE_THINK_REPLY = ["<think>", "\nhmm, 2+2 ", "\n", "</think>", "\n\nIt is 4."]
 
 
 class FakeEngine:
@@ -71,12 +74,14 @@ class FakeEngine:
         text = req.prompt or " ".join(str(m["content"]) for m in req.messages or [])
         if "FAIL:" in text:
             code = text.split("FAIL:", 1)[1].split()[0]
-            yield Failed(code, f"fake failure {code}", {"prompt_tokens": 9, "n_ctx": 8})
+            yield Failed(EngineCode(code), f"fake failure {code}",
+                         {"prompt_tokens": 9, "n_ctx": 8})
             return
         opened = "OPENTHINK" in text  # as if the template ended the prompt inside <think>
         yield Accepted(prompt_tokens=len(text.split()), cached_tokens=0, thinking_opened=opened)
         try:
             reply = (TOOL_REPLY if "TOOLCALL" in text else OPENED_REPLY if opened
+                     else SPACE_THINK_REPLY if "SPACETHINK" in text
                      else THINK_REPLY if "THINK" in text else REPLY)
             limit = req.max_tokens or len(reply)
             for index in range(req.n):
@@ -84,7 +89,7 @@ class FakeEngine:
                     await asyncio.sleep(self.delay)
                     yield TextDelta(index, piece, 1, _logprobs(piece, req.logprobs))
                 if "CRASH" in text:
-                    yield Failed("worker_crashed", "the worker died", {})
+                    yield Failed(EngineCode.WORKER_CRASHED, "the worker died", {})
                     return
                 reason = "length" if limit < len(reply) else "stop"
                 yield ChoiceEnd(index, reason, min(limit, len(reply)))

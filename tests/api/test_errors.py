@@ -115,7 +115,7 @@ async def test_error_after_stream_start_is_in_band(client: httpx.AsyncClient) ->
     assert resp.status_code == 200
     events = sse_events(resp.text)
     assert events[-1] == "[DONE]"
-    assert events[-2]["error"]["code"] == "engine_error"
+    assert events[-2]["error"]["code"] == "worker_crashed"
 
 
 async def test_chat_needs_a_template(tmp_path: Path, gemma_path: Path,

@@ -45,3 +45,14 @@ async def test_include_reasoning_false_drops_it(client: httpx.AsyncClient) -> No
     reasoning, content = await stream_parts(client, include_reasoning=False)
     assert reasoning == ""
     assert content == "Done."
+
+
+async def test_streamed_and_whole_reasoning_are_equal(client: httpx.AsyncClient) -> None:
+    """Issue 13: `<think>\\nhmm, 2+2 \\n</think>` gave 'hmm, 2+2' whole, 'hmm, 2+2 \\n' streamed."""
+    message = (await client.post("/v1/chat/completions", json=body("SPACETHINK"))).json()[
+        "choices"][0]["message"]
+    resp = await client.post("/v1/chat/completions", json=body("SPACETHINK", stream=True))
+    deltas = [e["choices"][0]["delta"] for e in sse_events(resp.text)[:-1] if e["choices"]]
+    streamed = "".join(d.get("reasoning_content", "") for d in deltas)
+    assert message["reasoning_content"] == streamed == "hmm, 2+2"
+    assert message["content"] == "".join(d.get("content") or "" for d in deltas) == "It is 4."

@@ -82,7 +82,7 @@ async def test_tool_call_stream(client: httpx.AsyncClient) -> None:
     assert events[-1] == "[DONE]"
     deltas = [e["choices"][0]["delta"] for e in events[:-1]]
     content = "".join(d.get("content") or "" for d in deltas)
-    assert content == "Let me look. "
+    assert content == "Let me look."
     parts = [tc for d in deltas for tc in d.get("tool_calls", [])]
     assert parts[0]["function"]["name"] == "get_weather"
     assert parts[0]["id"]

@@ -10,6 +10,7 @@ import pytest
 
 from app.engine import ipc
 from app.engine.schema import Failed, GenerateRequest, TextDelta
+from app.errors import EngineCode
 
 
 def test_roundtrip_sync() -> None:
@@ -31,7 +32,8 @@ async def test_frame_protocol_over_a_socketpair() -> None:
     _, proto = await asyncio.get_running_loop().create_unix_connection(
         lambda: ipc.FrameProtocol(got.append, closed.set), sock=b
     )
-    step = ipc.Step([("r1", TextDelta(0, "é", 1)), ("r2", Failed("x", "y", {"n": 1}))])
+    step = ipc.Step([("r1", TextDelta(0, "é", 1)),
+                     ("r2", Failed(EngineCode.INTERNAL, "y", {"n": 1}))])
     with a:
         a.sendall(ipc.encode(step) + ipc.encode(ipc.Stop()))
         proto.send(ipc.Cancel("r9"))

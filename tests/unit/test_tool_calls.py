@@ -88,7 +88,7 @@ def test_stream_never_shows_markup() -> None:
               "\n</tool_call>"]
     ts = ToolStream(NAMES)
     shown = [ts.push(p) for p in pieces]
-    assert "".join(shown) == "Sure. "
+    assert "".join(shown) == "Sure."  # whitespace before a call is held like the call
     end = ts.finish()
     assert [c.name for c in end.calls] == ["search"]
     assert "<tool" not in (end.content or "")
@@ -97,8 +97,8 @@ def test_stream_never_shows_markup() -> None:
 def test_stream_plain_text_flows() -> None:
     ts = ToolStream(NAMES)
     assert ts.push("Hello") == "Hello"
-    assert ts.push(" world <") == " world "
-    assert ts.push("b>") == "<b>"
+    assert ts.push(" world <") == " world"
+    assert ts.push("b>") == " <b>"
     assert ts.finish().content is None
 
 

@@ -1,4 +1,4 @@
-"""Validate an OpenAI request against the catalog and turn it into an engine request.
+"""OpenAI chat/completions request -> a generation job and the renderer of its reply.
 
 Everything that can be refused without running the model is refused here, before the
 first byte of a response.
@@ -11,14 +11,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from app.catalog.catalog import Catalog, ModelEntry
 from app.engine.client import GenerateRequest
-from app.errors import InvalidRequest, ModelNotFound
+from app.errors import InvalidRequest
 from app.protocol.chat import ChatCompletionRequest
 from app.protocol.common import SamplingRequest
 from app.protocol.completions import CompletionRequest
+from app.protocol.openai_reply import ChatRenderer, CompletionRenderer, OpenAIRenderer
+from app.services.generation import GenerationJob, GenerationService
 from app.services.json_schema_check import checked_schema
-from app.services.openai_format import ChatFormat, CompletionFormat, Format
+from app.services.reply import ReplyOptions
 from app.services.tools import plan_tools
 
 log = logging.getLogger(__name__)
@@ -26,37 +27,19 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Prepared:
-    entry: ModelEntry
-    request: GenerateRequest
-    format: Format
+    """An OpenAI request, ready: the job for the generation service and its renderer."""
+
+    job: GenerationJob
+    renderer: OpenAIRenderer
     stream: bool
-
-
-def find_model(catalog: Catalog, model_id: str) -> ModelEntry:
-    entry = catalog.get(model_id)
-    if entry is None:
-        raise ModelNotFound(f"The model '{model_id}' does not exist", param="model")
-    return entry
 
 
 def _unsupported(param: str, what: str) -> InvalidRequest:
     return InvalidRequest(f"{what} is not supported by this server yet", param=param)
 
 
-def _sampling(body: SamplingRequest, entry: ModelEntry, max_tokens: int | None) -> GenerateRequest:
-    if body.n > entry.parallel:
-        raise InvalidRequest(
-            f"n={body.n} exceeds the {entry.parallel} parallel slots of model '{entry.id}'",
-            param="n",
-        )
-    vocab = entry.file.info.vocab_size
-    bias: dict[int, float] = {}
-    for key, value in (body.logit_bias or {}).items():
-        token = int(key)
-        if vocab is not None and token >= vocab:
-            raise InvalidRequest(f"logit_bias token id {token} is outside the vocabulary "
-                                 f"(size {vocab})", param="logit_bias")
-        bias[token] = value
+def sampling_request(body: SamplingRequest, max_tokens: int | None) -> GenerateRequest:
+    """The engine request of the OpenAI sampling fields (messages/prompt set by the caller)."""
     if body.extra_fields:
         log.debug("ignoring unsupported fields", extra={"fields": body.extra_fields})
     return GenerateRequest(
@@ -71,7 +54,7 @@ def _sampling(body: SamplingRequest, entry: ModelEntry, max_tokens: int | None) 
         frequency_penalty=body.frequency_penalty,
         repeat_penalty=body.repeat_penalty,
         seed=None if body.seed is None else body.seed % (2**32),
-        logit_bias=bias,
+        logit_bias={int(key): value for key, value in (body.logit_bias or {}).items()},
         stop=body.stop_list,
         ignore_eos=body.ignore_eos,
     )
@@ -91,8 +74,8 @@ def _response_schema(body: ChatCompletionRequest) -> dict[str, Any] | None:
     return checked_schema(schema, "response_format")
 
 
-def prepare_chat(catalog: Catalog, body: ChatCompletionRequest) -> Prepared:
-    entry = find_model(catalog, body.model)
+def prepare_chat(service: GenerationService, body: ChatCompletionRequest) -> Prepared:
+    entry = service.model(body.model)
     if body.top_logprobs and not body.logprobs:
         raise InvalidRequest("top_logprobs needs logprobs: true", param="top_logprobs")
     if not entry.has_chat_template:
@@ -100,7 +83,7 @@ def prepare_chat(catalog: Catalog, body: ChatCompletionRequest) -> Prepared:
             f"model '{entry.id}' has no chat template: set chat_template in models.toml "
             "or use /v1/completions", param="model")
     plan = plan_tools(body.tools, body.tool_choice)
-    request = _sampling(body, entry, body.token_limit)
+    request = sampling_request(body, body.token_limit)
     request.messages = [message.for_template() for message in body.messages]
     request.add_generation_prompt = body.add_generation_prompt
     request.tools = plan.tools
@@ -112,24 +95,25 @@ def prepare_chat(catalog: Catalog, body: ChatCompletionRequest) -> Prepared:
         request.json_schema, request.json_schema_param = plan.json_schema, "tools"
     if body.logprobs:
         request.logprobs = body.top_logprobs or 0
-    fmt = ChatFormat(entry.id, body.n, body.include_usage, tool_names=plan.names,
-                     logprobs=body.logprobs, one_call=body.parallel_tool_calls is False,
-                     include_reasoning=body.include_reasoning)
-    return Prepared(entry, request, fmt, body.stream)
+    options = ReplyOptions(n=body.n, reasoning=True, include_reasoning=body.include_reasoning,
+                           tool_names=tuple(plan.names) if plan.names is not None else None,
+                           one_call=body.parallel_tool_calls is False)
+    renderer = ChatRenderer(entry.id, body.n, body.include_usage, logprobs=body.logprobs)
+    return Prepared(service.job(entry, request, options), renderer, body.stream)
 
 
-def prepare_completion(catalog: Catalog, body: CompletionRequest) -> Prepared:
-    entry = find_model(catalog, body.model)
+def prepare_completion(service: GenerationService, body: CompletionRequest) -> Prepared:
+    entry = service.model(body.model)
     if body.suffix:
         raise _unsupported("suffix", "suffix (fill-in-the-middle)")
     if body.logprobs is not None and body.echo:
         raise _unsupported("echo", "echo with logprobs (prompt logprobs)")
     if body.best_of is not None and body.best_of != body.n:
         raise _unsupported("best_of", "best_of other than n")
-    request = _sampling(body, entry, body.max_tokens)
+    request = sampling_request(body, body.max_tokens)
     request.prompt = body.prompt_text
     request.logprobs = body.logprobs
     echo = body.prompt_text if body.echo else ""
-    fmt = CompletionFormat(entry.id, body.n, body.include_usage, echo=echo,
-                           logprobs=body.logprobs is not None)
-    return Prepared(entry, request, fmt, body.stream)
+    renderer = CompletionRenderer(entry.id, body.n, body.include_usage, echo=echo,
+                                  logprobs=body.logprobs is not None)
+    return Prepared(service.job(entry, request, ReplyOptions(n=body.n)), renderer, body.stream)
