@@ -42,11 +42,13 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python3 -m venv /opt/halo
 ENV PATH=/opt/halo/bin:$PATH
 RUN pip install --no-cache-dir --upgrade pip
-# Same CMAKE_ARGS as the Makefile's CMAKE_ARGS_<backend>.
+# Same CMAKE_ARGS as the Makefile's CMAKE_ARGS_<backend>: portable, nothing compiled for the
+# build host (GGML_NATIVE=OFF), the CPU backend as one module per ISA level so the image runs on
+# any x86-64 (an AMX build host, a Zen 5 Strix Halo); the worker picks the variant at start.
 RUN case "$BACKEND" in \
-        cpu) cmake_args="" ;; \
-        vulkan) cmake_args="-DGGML_VULKAN=on" ;; \
-        rocm) cmake_args="-DGGML_HIP=on -DGPU_TARGETS=gfx1151" ;; \
+        cpu) cmake_args="-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DGGML_RPC=ON" ;; \
+        vulkan) cmake_args="-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DGGML_RPC=ON -DGGML_VULKAN=ON" ;; \
+        rocm) cmake_args="-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DGGML_RPC=ON -DGGML_HIP=ON -DGPU_TARGETS=gfx1151" ;; \
         *) echo "BACKEND must be cpu, vulkan or rocm, not '$BACKEND'" >&2; exit 1 ;; \
     esac \
     && echo "building llama-cpp-python ${LLAMA_CPP_VERSION} with CMAKE_ARGS='$cmake_args'" \

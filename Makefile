@@ -12,16 +12,20 @@ PORT ?= 8080
 DEFAULT_MODEL := models/SmolLM2-135M-Instruct.Q4_1.gguf
 TEST_MODELS := $(DEFAULT_MODEL) models/gemma-3-270m-q4_k_m.gguf
 
-CMAKE_ARGS_cpu :=
-CMAKE_ARGS_vulkan := -DGGML_VULKAN=on
-CMAKE_ARGS_rocm := -DGGML_HIP=on -DGPU_TARGETS=gfx1151
+# Portable builds: nothing is compiled for the build host (GGML_NATIVE=OFF). The CPU backend is
+# one module per ISA level (GGML_BACKEND_DL + GGML_CPU_ALL_VARIANTS); each worker loads the best
+# one this CPU runs, AMX only after an execution check (app/hardware/cpu_variants.py). RPC is in
+# every build (cluster nodes). The Dockerfile repeats these strings (tests/deploy checks it).
+CMAKE_ARGS_cpu := -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DGGML_RPC=ON
+CMAKE_ARGS_vulkan := -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DGGML_RPC=ON -DGGML_VULKAN=ON
+CMAKE_ARGS_rocm := -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DGGML_RPC=ON -DGGML_HIP=ON -DGPU_TARGETS=gfx1151
 # `make install BACKEND=vulkan` rebuilds the venv's llama-cpp-python for Vulkan (distros with
 # Vulkan 1.4 headers). `make vulkan-lib` builds a Vulkan variant in a directory of its own on
 # Debian 12 (scripts/build_vulkan.sh); workers load it through LLAMA_CPP_LIB_PATH.
 VULKAN_DIR := .cache/llama-vulkan
 VULKAN_LIB := $(abspath $(VULKAN_DIR))/lib
 
-.PHONY: serve test lint models install bench clean-venv vulkan-lib test-vulkan
+.PHONY: serve test lint models install bench clean-venv vulkan-lib test-vulkan tools-check
 
 serve: $(VENV)/.runtime $(DEFAULT_MODEL)
 	$(VENV)/bin/halo serve --host $(HOST) --port $(PORT) --models-dir models
@@ -30,7 +34,7 @@ test: $(VENV)/.dev $(TEST_MODELS)
 	$(PY) -m pytest -m "not vulkan"
 
 lint: $(VENV)/.dev
-	$(VENV)/bin/ruff check app tests models bench
+	$(VENV)/bin/ruff check app tests models bench scripts
 	$(VENV)/bin/mypy
 
 models: $(VENV)/.venv $(TEST_MODELS)
@@ -46,15 +50,28 @@ $(VENV)/.venv:
 	$(PIP) install --quiet --upgrade pip
 	touch $@
 
-# llama-cpp-python builds from source (about 6 minutes on 2 cores); pip reuses its
-# wheel cache for the CPU build. GPU builds bypass the cache so variants never mix.
-$(VENV)/.llama-$(BACKEND): | $(VENV)/.venv
-	@echo "building llama-cpp-python $(LLAMA_CPP_VERSION) for BACKEND=$(BACKEND) (several minutes)"
+# llama-cpp-python builds from source (CPU variants included: about 20 minutes on 2 cores), never
+# from pip's wheel cache: a cached wheel may come from another build (native, other flags).
+$(VENV)/.llama-$(BACKEND): | $(VENV)/.venv tools-check
+	@echo "building llama-cpp-python $(LLAMA_CPP_VERSION) for BACKEND=$(BACKEND) (about 20 minutes on 2 cores)"
 	CMAKE_ARGS="$(CMAKE_ARGS_$(BACKEND))" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
-		$(PIP) install --progress-bar on $(if $(filter cpu,$(BACKEND)),,--no-cache-dir --force-reinstall --no-deps) \
-		llama-cpp-python==$(LLAMA_CPP_VERSION)
+		$(PY) scripts/pip_progress.py $(PIP) install --no-cache-dir --force-reinstall --no-deps \
+		--verbose llama-cpp-python==$(LLAMA_CPP_VERSION)
+	$(PY) -m app.hardware.llama_devices --check
 	rm -f $(VENV)/.llama-*
 	touch $@
+
+# Stops before building anything when a build tool is missing, naming the install command.
+tools-check:
+	@missing=""; \
+	for tool in cmake g++ make; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	$(PYTHON) -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+		|| missing="$$missing python3.11+-with-venv"; \
+	if [ -n "$$missing" ]; then \
+		echo "missing:$$missing"; \
+		echo "install them with: apt-get install -y cmake g++ make python3-venv (Debian/Ubuntu)"; \
+		exit 1; \
+	fi
 
 install: $(VENV)/.llama-$(BACKEND)
 	$(PIP) install --quiet -e .
@@ -74,6 +91,7 @@ bench: $(VENV)/.dev $(DEFAULT_MODEL)
 # builds on the first run (8.5 to 16 minutes on 2 cores); afterwards it returns at once.
 vulkan-lib: | $(VENV)/.venv
 	HALO_VULKAN_DIR=$(abspath $(VULKAN_DIR)) LLAMA_CPP_VERSION=$(LLAMA_CPP_VERSION) \
+		CMAKE_ARGS="$(CMAKE_ARGS_vulkan)" \
 		PYTHON=$(abspath $(PY)) scripts/build_vulkan.sh
 
 # A worker on llama.cpp's Vulkan backend on Mesa's software device (llvmpipe): about 25 s with

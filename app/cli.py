@@ -21,6 +21,7 @@ def _serve_parser(sub: Any) -> None:
     flags = {
         "host": str, "port": int, "models_dir": Path, "models_file": Path,
         "memory_budget": str, "backend": str, "log_level": str, "n_threads": int,
+        "cpu_variant": str,
     }
     for name, kind in flags.items():
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind,
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                            "the requested backend cannot be used.")
     probe.add_argument("--backend", dest="backend", choices=["auto", "cpu", "vulkan", "rocm"])
     probe.add_argument("--memory-budget", dest="memory_budget", type=str)
+    probe.add_argument("--cpu-variant", dest="cpu_variant", type=str)
     probe.add_argument("--config", type=Path)
     probe.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)

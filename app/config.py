@@ -35,6 +35,11 @@ class Settings(BaseSettings):
         None, description="Memory the models may use, e.g. '96GiB'; default from the probe."
     )
     backend: Backend = Field("auto", description="llama.cpp backend: auto, cpu, vulkan, rocm.")
+    cpu_variant: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.]+$",
+        description="llama.cpp CPU backend variant to use (e.g. 'haswell'); default: the "
+        "best-scoring one this CPU runs (AMX only after an execution check).",
+    )
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Accepted API keys (comma-separated in HALO_API_KEYS); empty = no auth.",

@@ -35,7 +35,8 @@ async def _start_worker(spec: WorkerSpec) -> Engine:
     return await EngineClient.start(spec)
 
 
-def worker_spec(settings: Settings, choice: BackendChoice, entry: ModelEntry) -> WorkerSpec:
+def worker_spec(settings: Settings, choice: BackendChoice, entry: ModelEntry,
+                cpu_variant: str | None = None) -> WorkerSpec:
     return WorkerSpec(
         model_id=entry.id,
         model_path=entry.path,
@@ -50,6 +51,7 @@ def worker_spec(settings: Settings, choice: BackendChoice, entry: ModelEntry) ->
         cache_type_v=entry.cache_type_v,
         chat_template=entry.chat_template,
         lib_path=choice.lib_path,
+        cpu_variant=cpu_variant,
         env=dict(choice.env),
     )
 
@@ -63,7 +65,8 @@ def estimate_entry(choice: BackendChoice, entry: ModelEntry) -> MemoryEstimate:
 
 def run_probe(settings: Settings) -> ProbeReport:
     budget = int(settings.memory_budget) if settings.memory_budget is not None else None
-    return probe(env=os.environ, requested=settings.backend, memory_budget=budget)
+    return probe(env=os.environ, requested=settings.backend, memory_budget=budget,
+                 cpu_variant=settings.cpu_variant)
 
 
 def create_app(
@@ -82,6 +85,8 @@ def create_app(
     for problem in catalog.problems:
         log.warning("invalid model file skipped",
                     extra={"path": str(problem.path), "reason": problem.reason})
+    # the probe chose the CPU variant (AMX checked once); workers load exactly that one
+    cpu_variant = report.llama.cpu.variant if report.llama and report.llama.cpu else None
     metrics = Metrics()
     metrics.declare_models(entry.id for entry in catalog)
     devices = ",".join(d.name for d in report.llama.devices) if report.llama else ""
@@ -89,7 +94,7 @@ def create_app(
     scheduler = Scheduler(
         catalog,
         engine_factory or _start_worker,
-        lambda entry: worker_spec(settings, choice, entry),
+        lambda entry: worker_spec(settings, choice, entry, cpu_variant),
         lambda entry: estimate_entry(choice, entry),
         Limits(budget=report.pool.budget_bytes, max_waiting=settings.max_waiting),
         metrics,

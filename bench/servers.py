@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from bench import build_llama_server
+from bench import build_llama_server, build_native_lib
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL_ID = "smollm2"
@@ -52,6 +52,7 @@ class Launch:
     argv: list[str]
     cwd: Path
     cleanup: Callable[[], None] = lambda: None
+    env: dict[str, str] = field(default_factory=dict)  # added to the environment
 
 
 @dataclass
@@ -85,6 +86,19 @@ def _prepare_halo(model: Path, port: int) -> Launch:
         "--models-dir", str(models_dir), "--n-threads", str(THREADS),
     ]
     return Launch(argv, REPO_ROOT, lambda: shutil.rmtree(models_dir, ignore_errors=True))
+
+
+def _prepare_halo_native(model: Path, port: int) -> Launch:
+    """halo on a host-native llama.cpp build (GGML_NATIVE=ON): the portable build's yardstick."""
+    if not build_native_lib.is_built():
+        print("building a native llama.cpp for halo-native (several minutes)", flush=True)
+        try:
+            build_native_lib.build()
+        except (subprocess.CalledProcessError, OSError) as exc:
+            raise ServerUnavailable(f"building the native llama.cpp failed: {exc}") from exc
+    launch = _prepare_halo(model, port)
+    launch.env["LLAMA_CPP_LIB_PATH"] = str(build_native_lib.lib_dir())
+    return launch
 
 
 # -- llama-server (C++) -------------------------------------------------------------------------
@@ -163,6 +177,10 @@ SERVERS: dict[str, ServerSpec] = {
         ServerSpec(
             "halo", f"halo (this repo), parallel={PARALLEL}, n_ctx={N_CTX_PER_SLOT}/slot",
             "/health", _ignore_eos, _prepare_halo, "halo",
+        ),
+        ServerSpec(
+            "halo-native", "halo on a GGML_NATIVE=ON llama.cpp (bench/build_native_lib.py)",
+            "/health", _ignore_eos, _prepare_halo_native, "halo-nat",
         ),
         ServerSpec(
             "llama-server",
@@ -284,7 +302,7 @@ def start(spec: ServerSpec, model: Path, log_dir: Path) -> RunningServer:
     launch = spec.prepare(model, port)
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{spec.name}.log"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **launch.env)
     with log_path.open("wb") as log:
         log.write(("$ " + " ".join(launch.argv) + "\n").encode())
         log.flush()

@@ -40,7 +40,9 @@ BUILD=$CACHE/build
 MESA_MIN=25
 BACKPORTS_LIST=/etc/apt/sources.list.d/bookworm-backports.list
 TRIXIE_PACKAGES=(libvulkan-dev spirv-headers)
-LIBS=(libllama libggml libggml-base libggml-cpu libggml-vulkan)
+LIBS=(libllama libggml libggml-base)  # plus every backend module libggml-*.so (see step 4)
+# The Makefile passes its CMAKE_ARGS_vulkan (portable: GGML_NATIVE=OFF, CPU variants as modules)
+CMAKE_FLAGS=${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DGGML_RPC=ON -DGGML_VULKAN=ON}
 
 step() { printf '\n==> [build_vulkan] %s\n' "$*"; }
 note() { printf '    %s\n' "$*"; }
@@ -54,8 +56,9 @@ pkg_version() {  # installed version of a Debian package, or nothing
 }
 
 wanted_stamp() {
-    printf 'llama-cpp-python=%s mesa-vulkan-drivers=%s libvulkan-dev=%s\n' \
-        "$VERSION" "$(pkg_version mesa-vulkan-drivers)" "$(cat "$SDK/.version" 2>/dev/null)"
+    printf 'llama-cpp-python=%s mesa-vulkan-drivers=%s libvulkan-dev=%s cmake=%s\n' \
+        "$VERSION" "$(pkg_version mesa-vulkan-drivers)" "$(cat "$SDK/.version" 2>/dev/null)" \
+        "$CMAKE_FLAGS"
 }
 
 started=$(date +%s)
@@ -93,7 +96,8 @@ LOADER=$(dpkg-query -L libvulkan1 | grep -E '/libvulkan\.so\.1$' | head -n1)
 [[ -n $LOADER ]] || die "libvulkan.so.1 not found in package libvulkan1"
 
 if [[ -f $STAMP && -f $LIB/libllama.so && -f $LIB/libggml-vulkan.so ]] &&
-    head -n1 "$STAMP" | grep -q "^llama-cpp-python=$VERSION "; then
+    head -n1 "$STAMP" | grep -q "^llama-cpp-python=$VERSION " &&
+    head -n1 "$STAMP" | grep -qF "cmake=$CMAKE_FLAGS"; then
     step "already built: $LIB"
     note "$(head -n1 "$STAMP")"
     note "$(sed -n 2p "$STAMP")"
@@ -159,13 +163,13 @@ else
 fi
 
 # --- 4. build ---------------------------------------------------------------------------
-step "4/4 cmake build with -DGGML_VULKAN=ON ($JOBS jobs; 8.5 to 16 minutes on 2 cores)"
+step "4/4 cmake build with $CMAKE_FLAGS ($JOBS jobs; 15 to 25 minutes on 2 cores)"
 generator=()
 if command -v ninja >/dev/null; then generator=(-G Ninja); fi
 # Configuring again is quick and keeps an interrupted or failed configure from sticking.
 cmake -S "$SRC" -B "$BUILD" "${generator[@]}" -Wno-dev \
     -DCMAKE_BUILD_TYPE=Release \
-    -DGGML_VULKAN=ON \
+    $CMAKE_FLAGS \
     -DVulkan_INCLUDE_DIR="$SDK/usr/include" \
     -DVulkan_LIBRARY="$LOADER" \
     -DSPIRV-Headers_DIR="$SDK/usr/share/cmake/SPIRV-Headers" \
@@ -182,6 +186,10 @@ mkdir -p "$LIB.tmp"
 for name in "${LIBS[@]}"; do
     cp -P "$out/$name".so* "$LIB.tmp/"
 done
+# backend modules (GGML_BACKEND_DL): the CPU variants, Vulkan, RPC; the worker loads them
+find "$out" "$BUILD/bin" -maxdepth 1 -name 'libggml-*.so*' ! -name 'libggml-base.so*' \
+    -exec cp -P {} "$LIB.tmp/" \; 2>/dev/null || true
+ls "$LIB.tmp"/libggml-cpu-*.so >/dev/null || die "no CPU backend variant modules were built"
 {
     wanted_stamp
     echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ) in ${build_seconds}s (cmake --build, $JOBS jobs)"

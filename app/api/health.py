@@ -14,10 +14,14 @@ router = APIRouter()
 @router.get("/health")
 async def health(state: StateDep) -> dict[str, Any]:
     llama = state.probe.llama
+    states = state.scheduler.states()
     return {
         "status": "ok",
         "backend": state.backend,
+        "cpu_variant": llama.cpu.variant if llama and llama.cpu else None,
         "devices": [d.name for d in llama.devices] if llama else [],
         "models": len(state.catalog),
-        "loaded": [s.entry.id for s in state.scheduler.states() if s.status == "loaded"],
+        "loaded": [s.entry.id for s in states if s.status == "loaded"],
+        "failed": [{"model": s.entry.id, "reason": s.failure} for s in states
+                   if s.status == "failed"],
     }

@@ -16,6 +16,7 @@ from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 
 from app.engine import ipc
+from app.engine.exits import explain_exit
 from app.engine.schema import (
     Accepted,
     ChoiceEnd,
@@ -108,13 +109,14 @@ class EngineClient:
         try:
             channel.send(ipc.Load(spec))
             async with asyncio.timeout(timeout):
-                report = await cls._await_loaded(proc, inbox, log_path, on_progress)
+                report = await cls._await_loaded(spec, proc, inbox, log_path, on_progress)
         except BaseException as exc:
             channel.close()
             if proc.returncode is None:
                 proc.kill()
             await proc.wait()
-            log_path.unlink(missing_ok=True)
+            if not isinstance(exc, EngineLoadError):  # a failed load keeps its log to read
+                log_path.unlink(missing_ok=True)
             if isinstance(exc, TimeoutError):
                 raise EngineLoadError(f"loading took longer than {timeout:.0f} s") from exc
             raise
@@ -122,6 +124,7 @@ class EngineClient:
 
     @staticmethod
     async def _await_loaded(
+        spec: WorkerSpec,
         proc: asyncio.subprocess.Process,
         inbox: asyncio.Queue[ipc.ToWorker | ipc.ToFront | None],
         log_path: Path,
@@ -131,10 +134,9 @@ class EngineClient:
             msg = await inbox.get()
             if msg is None:
                 code = await proc.wait()
-                tail = log_tail(log_path)
-                raise EngineLoadError(
-                    f"worker exited with code {code}" + (f": {tail}" if tail else "")
-                )
+                message = explain_exit(spec.model_id, code, log_tail(log_path), loading=True)
+                logger.error("%s (log kept at %s)", message, log_path)
+                raise EngineLoadError(message)
             if isinstance(msg, ipc.Progress):
                 if on_progress is not None:
                     on_progress(msg.value)
@@ -238,8 +240,7 @@ class EngineClient:
         else:
             tail = log_tail(self.log_path, errors_only=True)
             code = EngineCode.WORKER_CRASHED
-            message = f"worker for {self.spec.model_id} exited with code {proc.returncode}"
-            message += f": {tail}" if tail else ""
+            message = explain_exit(self.spec.model_id, proc.returncode, tail, loading=False)
             logger.error("%s (log kept at %s)", message, self.log_path)
         details = {"exit_code": proc.returncode}
         for q in self._queues.values():

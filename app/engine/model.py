@@ -14,8 +14,10 @@ from typing import Any
 
 import llama_cpp.llama_cpp as lc
 
+from app.engine.backends import register_backends
 from app.engine.memory import LlamaLog
 from app.engine.schema import WorkerSpec
+from app.hardware.ggml_backends import BackendLoadError
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,10 @@ class LlamaModel:
     """Loaded model + one context with `parallel` sequences, one KV stream each."""
 
     def __init__(self, spec: WorkerSpec, on_progress: Callable[[float], None]) -> None:
+        try:
+            self.backends = register_backends(spec.cpu_variant)
+        except (BackendLoadError, OSError) as exc:
+            raise ModelLoadError(f"cannot load llama.cpp's backends: {exc}") from exc
         lc.llama_backend_init()
         mparams = lc.llama_model_default_params()
         mparams.n_gpu_layers = spec.n_gpu_layers
@@ -69,7 +75,7 @@ class LlamaModel:
         mparams.progress_callback = _progress
         self.model: Any = lc.llama_model_load_from_file(str(spec.model_path).encode(), mparams)
         if not self.model:
-            raise ModelLoadError(f"failed to load model from {spec.model_path}")
+            raise ModelLoadError("llama.cpp could not load the model file")
         self.ctx: Any = None
         try:
             self._init_context(spec)
@@ -158,14 +164,20 @@ class LlamaModel:
         is_eog, vocab = lc.llama_vocab_is_eog, self.vocab
         return frozenset(t for t in range(self.n_vocab) if is_eog(vocab, t))
 
-    def warm_up(self) -> None:
-        """Decode one token and forget it, so weights are paged in before the first request."""
-        token = int(lc.llama_vocab_bos(self.vocab))
-        arr = (lc.llama_token * 1)(max(token, 0))
-        rc = int(lc.llama_decode(self.ctx, lc.llama_batch_get_one(arr, 1)))
+    def warm_up(self, n_tokens: int) -> None:
+        """Decode one full batch of ``n_tokens`` and forget it, as llama-server does.
+
+        A full batch runs the large matrix kernels (the ones a broken CPU variant or GPU
+        driver dies in), so such a fault fails the load, not the first user request; it also
+        pages the weights in.
+        """
+        token = max(int(lc.llama_vocab_bos(self.vocab)), 0)
+        n = max(1, min(n_tokens, self.n_ctx_seq))
+        arr = (lc.llama_token * n)(*([token] * n))
+        rc = int(lc.llama_decode(self.ctx, lc.llama_batch_get_one(arr, n)))
         lc.llama_memory_clear(self.mem, True)
         if rc != 0:
-            raise ModelLoadError(f"warm-up decode failed ({rc})")
+            raise ModelLoadError(f"warm-up decode of {n} tokens failed ({rc})")
 
     # KV memory of one sequence
     def seq_rm(self, seq: int, p0: int, p1: int = -1) -> bool:

@@ -30,6 +30,7 @@ class WorkerSpec:
     cache_type_v: str = "f16"
     chat_template: str | None = None  # override of the GGUF template
     lib_path: str | None = None  # LLAMA_CPP_LIB_PATH for this worker
+    cpu_variant: str | None = None  # llama.cpp CPU backend variant; None -> the worker chooses
     env: Mapping[str, str] = field(default_factory=dict)  # extra env for the worker
 
 
@@ -49,6 +50,7 @@ class LoadReport:
     rss_bytes: int
     has_chat_template: bool
     backend_devices: tuple[str, ...]
+    cpu_variant: str | None = None  # the llama.cpp CPU backend module in use
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import threading
 import time
 
 from app.engine import ipc
+from app.engine.exits import explain_load_failure
 from app.engine.loop import DecodeLoop
 from app.engine.memory import LlamaLog, rss_bytes
 from app.engine.model import LlamaModel, ModelLoadError, install_log, uninstall_log
@@ -75,14 +76,14 @@ def _load(spec: WorkerSpec, sender: _Sender, log: LlamaLog) -> DecodeLoop | None
     try:
         model = LlamaModel(spec, sender.progress)
     except ModelLoadError as exc:
-        sender.send(ipc.LoadFailed(_reason(exc, log)))
+        sender.send(ipc.LoadFailed(_reason(spec, exc, log)))
         return None
     try:
         loop = DecodeLoop(model, spec, sender.events)
-        model.warm_up()
+        model.warm_up(spec.n_batch)
     except (ModelLoadError, ValueError) as exc:
         model.close()
-        sender.send(ipc.LoadFailed(_reason(exc, log)))
+        sender.send(ipc.LoadFailed(_reason(spec, exc, log)))
         return None
     sizes = log.sizes
     sender.send(
@@ -100,6 +101,7 @@ def _load(spec: WorkerSpec, sender: _Sender, log: LlamaLog) -> DecodeLoop | None
                 rss_bytes=rss_bytes(),
                 has_chat_template=bool(spec.chat_template or model.chat_template),
                 backend_devices=log.backend_devices(),
+                cpu_variant=model.backends.cpu_variant,
             )
         )
     )
@@ -107,9 +109,8 @@ def _load(spec: WorkerSpec, sender: _Sender, log: LlamaLog) -> DecodeLoop | None
     return loop
 
 
-def _reason(exc: Exception, log: LlamaLog) -> str:
-    errors = "; ".join(log.errors)
-    return f"{exc}: {errors}" if errors else str(exc)
+def _reason(spec: WorkerSpec, exc: Exception, log: LlamaLog) -> str:
+    return explain_load_failure(spec.model_id, [*log.errors, str(exc)])
 
 
 def _serve(loop: DecodeLoop, inbox: Inbox, sender: _Sender) -> None:

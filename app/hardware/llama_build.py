@@ -13,7 +13,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.hardware.commands import run_bounded
@@ -37,12 +37,28 @@ class LlamaDevice:
 
 
 @dataclass(frozen=True)
+class CpuBackend:
+    """The CPU backend: ``modules`` (one variant per ISA level, ``variant`` chosen) or
+    ``builtin`` (linked in), the features it reports and the AMX execution check."""
+
+    mode: str
+    variant: str | None
+    reasons: tuple[str, ...]
+    variants: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    features: dict[str, str] = field(default_factory=dict)
+    amx_verdict: str = "unknown"
+    amx_detail: str = ""
+
+
+@dataclass(frozen=True)
 class LlamaBuild:
     lib_dir: str | None
     backends: tuple[str, ...]
     devices: tuple[LlamaDevice, ...]
     supports_gpu_offload: bool
     system_info: str
+    cpu: CpuBackend | None = None
 
     def has_backend(self, name: str) -> bool:
         """Compiled in: a registered backend, or named in ``llama_print_system_info()``."""
@@ -58,6 +74,29 @@ class LlamaBuild:
 
 def _opt_int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _str_map(value: object) -> dict[str, str]:
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def _parse_cpu(value: object) -> CpuBackend | None:
+    if not isinstance(value, dict):
+        return None
+    amx = value.get("amx") if isinstance(value.get("amx"), dict) else {}
+    assert isinstance(amx, dict)
+    variants = value.get("variants")
+    return CpuBackend(
+        mode=str(value.get("mode", "")),
+        variant=str(value["variant"]) if value.get("variant") else None,
+        reasons=tuple(str(r) for r in value.get("reasons", [])),
+        variants={str(k): int(v) for k, v in variants.items() if isinstance(v, int)}
+        if isinstance(variants, dict) else {},
+        skipped=_str_map(value.get("skipped")),
+        features=_str_map(value.get("features")),
+        amx_verdict=str(amx.get("verdict", "unknown")),
+        amx_detail=str(amx.get("detail", "")),
+    )
 
 
 def parse_llama_devices(text: str) -> LlamaBuild:
@@ -91,6 +130,7 @@ def parse_llama_devices(text: str) -> LlamaBuild:
     )
     lib_dir = data.get("lib_dir")
     return LlamaBuild(
+        cpu=_parse_cpu(data.get("cpu")),
         lib_dir=str(lib_dir) if lib_dir else None,
         backends=tuple(str(name) for name in data.get("backends", [])),
         devices=devices,
@@ -100,7 +140,8 @@ def parse_llama_devices(text: str) -> LlamaBuild:
 
 
 def run_llama_devices(
-    env: Mapping[str, str], *, timeout: float, python: str = sys.executable
+    env: Mapping[str, str], *, timeout: float, python: str = sys.executable,
+    cpu_variant: str | None = None,
 ) -> tuple[LlamaBuild | None, str | None]:
     """Run the device listing in a subprocess: ``(build, None)`` or ``(None, error)``."""
     child_env = dict(env)
@@ -109,7 +150,8 @@ def run_llama_devices(
     )
     try:
         done = run_bounded(
-            [python, "-m", "app.hardware.llama_devices"],
+            [python, "-m", "app.hardware.llama_devices",
+             *(["--cpu-variant", cpu_variant] if cpu_variant else [])],
             env=child_env,
             cwd=PROJECT_ROOT,
             timeout=timeout,

@@ -28,6 +28,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from app.hardware.amx import check_amx
+from app.hardware.ggml_backends import BackendLoadError, load_backends
+
 # enum ggml_backend_dev_type in the vendored ggml/include/ggml-backend.h (0.3.36).
 DEVICE_TYPES = {0: "CPU", 1: "GPU", 2: "IGPU", 3: "ACCEL", 4: "META"}
 LIBRARIES = ("ggml-base", "ggml", "llama")
@@ -55,7 +58,7 @@ def _text(raw: bytes | None) -> str:
     return raw.decode("utf-8", "replace") if raw else ""
 
 
-def enumerate_devices(lib_dir: Path) -> dict[str, Any]:
+def enumerate_devices(lib_dir: Path, cpu_variant: str | None = None) -> dict[str, Any]:
     """Load the libraries of ``lib_dir`` and list ggml's backends and devices."""
     libs = {
         name: ctypes.CDLL(str(lib_dir / f"lib{name}.so"), mode=ctypes.RTLD_GLOBAL)
@@ -64,10 +67,16 @@ def enumerate_devices(lib_dir: Path) -> dict[str, Any]:
     ggml, llama = libs["ggml"], libs["llama"]
     vp, sz, cstr, bool_ = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_bool
     reg_count = _bind(ggml, "ggml_backend_reg_count", sz, [])
-    if reg_count() == 0:  # a GGML_BACKEND_DL build: its backends are modules in lib_dir
-        _bind(ggml, "ggml_backend_load_all_from_path", None, [cstr])(str(lib_dir).encode())
-    if reg_count() == 0:
-        _bind(ggml, "ggml_backend_load_all", None, [])()
+    amx = check_amx()
+    try:
+        loaded = load_backends(lib_dir, amx_usable=amx.usable, forced=cpu_variant)
+        cpu: dict[str, Any] = {"mode": loaded.mode, "variant": loaded.cpu_variant,
+                               "reasons": list(loaded.reasons), "variants": loaded.variants,
+                               "skipped": loaded.skipped, "modules": list(loaded.modules),
+                               "features": loaded.cpu_features}
+    except BackendLoadError as exc:
+        cpu = {"mode": "modules", "variant": None, "reasons": [str(exc)]}
+    cpu["amx"] = {"verdict": amx.verdict, "detail": amx.detail}
     reg_get = _bind(ggml, "ggml_backend_reg_get", vp, [sz])
     reg_name = _bind(ggml, "ggml_backend_reg_name", cstr, [vp])
     dev_count = _bind(ggml, "ggml_backend_dev_count", sz, [])
@@ -97,6 +106,7 @@ def enumerate_devices(lib_dir: Path) -> dict[str, Any]:
         )
     return {
         "lib_dir": str(lib_dir),
+        "cpu": cpu,
         "backends": [_text(reg_name(reg_get(i))) for i in range(reg_count())],
         "devices": devices,
         "supports_gpu_offload": bool(_bind(llama, "llama_supports_gpu_offload", bool_, [])()),
@@ -111,10 +121,20 @@ def main() -> int:
     try:
         if lib_dir is None:
             raise FileNotFoundError("llama_cpp is not installed and LLAMA_CPP_LIB_PATH is unset")
-        result: dict[str, Any] = enumerate_devices(lib_dir)
+        variant = sys.argv[sys.argv.index("--cpu-variant") + 1] if "--cpu-variant" in sys.argv \
+            else None
+        result: dict[str, Any] = enumerate_devices(lib_dir, variant)
         status = 0
     except (OSError, AttributeError) as exc:
         result, status = {"lib_dir": str(lib_dir) if lib_dir else None, "error": str(exc)}, 2
+    if "--check" in sys.argv:  # after a build: say which CPU variant this machine gets
+        cpu = result.get("cpu") or {}
+        if status or (cpu.get("mode") == "modules" and not cpu.get("variant")):
+            out.write(f"llama.cpp build check FAILED: {result.get('error') or cpu}\n")
+            return 1
+        out.write(f"llama.cpp build ok: CPU backend {cpu.get('variant') or cpu.get('mode')}, "
+                  f"backends {', '.join(result.get('backends', []))}\n")
+        return 0
     out.write(json.dumps(result) + "\n")
     out.flush()
     return status

@@ -59,7 +59,8 @@ def _jsonable(value: object) -> Any:
 
 
 def _gather(
-    root: Path, env: Mapping[str, str], run_commands: bool, timeout: float
+    root: Path, env: Mapping[str, str], run_commands: bool, timeout: float,
+    cpu_variant: str | None = None,
 ) -> tuple[dict[str, str | None], LlamaBuild | None, str | None, list[str]]:
     """Command outputs by fixture name, the llama.cpp build or why not, other errors."""
     errors: list[str] = []
@@ -77,7 +78,7 @@ def _gather(
         except ValueError as exc:
             return outputs, None, f"cannot inspect the llama.cpp build: {exc}", errors
     with ThreadPoolExecutor(max_workers=3) as pool:
-        llama = pool.submit(run_llama_devices, env, timeout=timeout)
+        llama = pool.submit(run_llama_devices, env, timeout=timeout, cpu_variant=cpu_variant)
         tools = {
             name: pool.submit(run_tool, name, env=env, timeout=timeout)
             for name in ("rocminfo", "vulkaninfo-summary")
@@ -101,10 +102,11 @@ def probe(
     timeout: float = 5.0,
     reserve_bytes: int = DEFAULT_RESERVE,
     allow_software_vulkan: bool = False,
+    cpu_variant: str | None = None,
 ) -> ProbeReport:
     """Probe the machine under ``root`` and decide (see the module docstring)."""
     started = time.monotonic()
-    outputs, build, build_error, errors = _gather(root, env, run_commands, timeout)
+    outputs, build, build_error, errors = _gather(root, env, run_commands, timeout, cpu_variant)
     kernel = (outputs.get("uname-r") or "").strip() or None
     access = {} if run_commands else fixture_access(root)
     facts = read_os_facts(root, kernel=kernel, env=env, access=access, open_check=run_commands)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.hardware.llama_build import CpuBackend
 from app.hardware.os_facts import DeviceNode, OsFacts
 from app.hardware.probe import ProbeReport
 from app.hardware.units import TTM_PAGE_BYTES, gib, human
@@ -99,6 +100,25 @@ def _llama(report: ProbeReport) -> list[str]:
         _row("backends", ", ".join(build.backends) or "none"),
         _row("GPU offload", "yes" if build.supports_gpu_offload else "no"),
         _row("devices", devices or "none"),
+        *_cpu(build.cpu),
+    ]
+
+
+def _cpu(cpu: CpuBackend | None) -> list[str]:
+    if cpu is None:
+        return [_row("CPU variant", "not reported")]
+    if cpu.mode == "builtin":
+        variant = "built in (one CPU backend linked into the build)"
+    else:
+        variant = cpu.variant or "NONE USABLE"
+        variant += "".join(f"\n- {r}" for r in cpu.reasons)
+        variant += "".join(f"\n  not {name}: {why}" for name, why in sorted(cpu.skipped.items()))
+    on = [name for name, value in cpu.features.items() if value == "1"]
+    other = [f"{name}={value}" for name, value in cpu.features.items() if value not in ("1", "")]
+    return [
+        _row("CPU variant", variant),
+        _row("CPU features", " ".join(on + other) or "not reported"),
+        _row("AMX check", f"{cpu.amx_verdict}: {cpu.amx_detail}"),
     ]
 
 

@@ -221,3 +221,23 @@ def test_runtime_user_volume_healthcheck_and_cmd() -> None:
 def test_case_arm_is_a_valid_shell_assignment(backend: str) -> None:
     value = dockerfile_cmake_args()[backend]
     assert all(w.startswith("-D") for w in shlex.split(value)), value
+
+
+PORTABLE = ("-DGGML_NATIVE=OFF", "-DGGML_BACKEND_DL=ON", "-DGGML_CPU_ALL_VARIANTS=ON")
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_cpu_code_never_depends_on_the_build_host(backend: str) -> None:
+    """Issue 10: no -march=native, no host ISA pinned, AMX never forced on; every backend's
+    build carries the CPU variants (the worker picks one at start) and RPC."""
+    for source, args in (("Makefile", makefile_vars()[f"CMAKE_ARGS_{backend}"]),
+                         ("Dockerfile", dockerfile_cmake_args()[backend])):
+        flags = shlex.split(args)
+        for wanted in (*PORTABLE, "-DGGML_RPC=ON"):
+            assert wanted in flags, f"{source} {backend}: {wanted} missing"
+        for flag in flags:
+            name = flag.removeprefix("-D").split("=")[0].upper()
+            assert "march" not in flag.lower() and "mtune" not in flag.lower(), (source, flag)
+            assert not (name.startswith("GGML_AMX") and flag.upper().endswith("=ON")), flag
+            assert name not in {"GGML_AVX", "GGML_AVX2", "GGML_AVX512", "GGML_FMA",
+                                "GGML_F16C", "GGML_BMI2", "GGML_AVX_VNNI"}, (source, flag)

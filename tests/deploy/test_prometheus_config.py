@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
-import pytest
-
 from tests.deploy.dashboard import DEPLOY
+from tests.system_tools import require_tool
 
 
 def test_promtool_check_config() -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool is missing: run `apt-get install prometheus`")
+    promtool = require_tool("promtool")
     result = subprocess.run([promtool, "check", "config", str(DEPLOY / "prometheus.yml")],
                             capture_output=True, text=True, check=False, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr

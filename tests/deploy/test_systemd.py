@@ -10,6 +10,7 @@ import pytest
 
 from app.config import Settings, load_settings
 from tests.deploy.dashboard import DEPLOY
+from tests.system_tools import require_tool
 
 UNIT = DEPLOY / "halo.service"
 ENV_EXAMPLE = DEPLOY / "halo.env.example"
@@ -64,9 +65,7 @@ def test_hardening_does_not_hide_the_gpu() -> None:
 
 
 def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
-    analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        pytest.fail("systemd-analyze is missing: run `apt-get install systemd`")
+    analyze = require_tool("systemd-analyze")
     true = shutil.which("true")
     assert true
     # verify checks that ExecStart exists; /opt/halo is not installed here

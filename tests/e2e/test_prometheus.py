@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -28,6 +27,7 @@ import pytest
 from tests.deploy.dashboard import concrete, data_panels, load_dashboard
 from tests.e2e.conftest import make_models_dir
 from tests.e2e.server import Server, free_port, halo_server
+from tests.system_tools import require_tool
 
 pytestmark = pytest.mark.e2e
 
@@ -60,9 +60,7 @@ class Stack:
 
 @contextmanager
 def prometheus(target: str, tmp: Path) -> Iterator[str]:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("the prometheus binary is missing: run `apt-get install prometheus`")
+    binary = require_tool("prometheus")
     port = free_port()
     config = tmp / "prometheus.yml"
     # JSON is YAML: no YAML writer needed

@@ -1,0 +1,126 @@
+"""Load the backend modules of a ``GGML_BACKEND_DL`` llama.cpp build, CPU variant chosen by halo.
+
+Used by the probe subprocess (app/hardware/llama_devices.py) and by every worker before it
+loads a model (app/engine/model.py). It talks to the ggml libraries through ctypes only (it does
+not import ``llama_cpp``). A build without backend modules (backends linked in) is reported as
+``builtin`` and left alone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.hardware.cpu_variants import Variant, VariantChoice, choose_variant, variant_name
+
+# Backend modules other than the CPU variants: loaded when present (GPU and RPC backends).
+_OTHER_MODULES = ("libggml-rpc.so", "libggml-vulkan.so", "libggml-hip.so")
+
+
+@dataclass(frozen=True)
+class BackendsLoaded:
+    mode: str  # "modules" (GGML_BACKEND_DL build) or "builtin"
+    cpu_variant: str | None
+    reasons: tuple[str, ...]
+    variants: dict[str, int] = field(default_factory=dict)  # installed variant -> score
+    skipped: dict[str, str] = field(default_factory=dict)
+    modules: tuple[str, ...] = ()
+    cpu_features: dict[str, str] = field(default_factory=dict)
+
+
+class BackendLoadError(Exception):
+    """No CPU backend could be chosen or loaded."""
+
+
+def module_dir(lib_dir: Path) -> Path:
+    """Where the backend modules of ``lib_dir``'s build live (they sit beside libggml)."""
+    return lib_dir
+
+
+def _bind(lib: ctypes.CDLL, name: str, restype: Any, argtypes: list[Any]) -> Any:
+    func = getattr(lib, name)
+    func.restype = restype
+    func.argtypes = argtypes
+    return func
+
+
+def _score(path: Path) -> int:
+    """The module's own ``ggml_backend_score()`` (0 when absent: not a loadable variant)."""
+    try:
+        module = ctypes.CDLL(str(path), mode=os.RTLD_LOCAL | os.RTLD_NOW)
+    except OSError:
+        return 0
+    try:
+        score = _bind(module, "ggml_backend_score", ctypes.c_int, [])
+    except AttributeError:
+        return 0
+    return int(score())
+
+
+def installed_variants(directory: Path, *, amx_usable: bool) -> list[Variant]:
+    """Every ``libggml-cpu-*.so`` with its score; AMX variants are not even opened unless
+    ``amx_usable`` (their score would only repeat CPUID's claim)."""
+    found = []
+    for path in sorted(directory.glob("libggml-cpu-*.so")):
+        name = variant_name(path.name)
+        if name is None:
+            continue
+        opened = amx_usable or not Variant(name, 0).uses_amx
+        found.append(Variant(name, _score(path) if opened else 0))
+    return found
+
+
+def cpu_features(ggml: ctypes.CDLL) -> dict[str, str]:
+    """``ggml_backend_get_features`` of the registered CPU backend (name -> value)."""
+    vp, cstr = ctypes.c_void_p, ctypes.c_char_p
+
+    class Feature(ctypes.Structure):
+        _fields_ = (("name", cstr), ("value", cstr))
+
+    reg_by_name = _bind(ggml, "ggml_backend_reg_by_name", vp, [cstr])
+    proc = _bind(ggml, "ggml_backend_reg_get_proc_address", vp, [vp, cstr])
+    reg = reg_by_name(b"CPU")
+    if not reg:
+        return {}
+    address = proc(reg, b"ggml_backend_get_features")
+    if not address:
+        return {}
+    get = ctypes.CFUNCTYPE(ctypes.POINTER(Feature), vp)(address)
+    features: dict[str, str] = {}
+    array = get(reg)
+    index = 0
+    while array[index].name:
+        features[array[index].name.decode()] = (array[index].value or b"").decode()
+        index += 1
+    return features
+
+
+def load_backends(lib_dir: Path, *, amx_usable: bool, forced: str | None = None) -> BackendsLoaded:
+    """Register the chosen CPU variant and the other backend modules with ggml (once per
+    process). Raises BackendLoadError when no CPU variant can be used."""
+    ggml = ctypes.CDLL(str(lib_dir / "libggml.so"), mode=ctypes.RTLD_GLOBAL)
+    reg_count = _bind(ggml, "ggml_backend_reg_count", ctypes.c_size_t, [])
+    directory = module_dir(lib_dir)
+    if reg_count() > 0 or not any(directory.glob("libggml-cpu-*.so")):
+        return BackendsLoaded("builtin", None, ("the backends are linked into this build",),
+                              cpu_features=cpu_features(ggml))
+    variants = installed_variants(directory, amx_usable=amx_usable)
+    choice: VariantChoice = choose_variant(variants, amx_usable=amx_usable, forced=forced)
+    if choice.name is None:
+        raise BackendLoadError("; ".join(choice.reasons))
+    load = _bind(ggml, "ggml_backend_load", ctypes.c_void_p, [ctypes.c_char_p])
+    if not load(str(directory / f"libggml-cpu-{choice.name}.so").encode()):
+        raise BackendLoadError(f"ggml could not load the CPU variant {choice.name}")
+    modules = [f"cpu-{choice.name}"]
+    for filename in _OTHER_MODULES:
+        path = directory / filename
+        if path.exists() and load(str(path).encode()):
+            modules.append(filename.removeprefix("libggml-").removesuffix(".so"))
+    return BackendsLoaded(
+        "modules", choice.name, choice.reasons,
+        variants={v.name: v.score for v in variants}, skipped=choice.skipped,
+        modules=tuple(modules), cpu_features=cpu_features(ggml),
+    )
