@@ -1,4 +1,4 @@
-"""`halo serve | models | probe`."""
+"""`halo serve | models | probe | pull | fit | ls | rm`."""
 
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ def _serve_parser(sub: Any) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    skip = {"command", "config", "json"}
-    cli = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
+    cli = {k: v for k, v in vars(args).items()
+           if k in Settings.model_fields and v is not None}
     return load_settings(cli, getattr(args, "config", None))
 
 
@@ -96,7 +96,19 @@ def run_probe(args: argparse.Namespace) -> int:
     return 0 if report.choice.ok else 1
 
 
+def _local_args(p: argparse.ArgumentParser, server: bool = False) -> None:
+    p.add_argument("--models-dir", dest="models_dir", type=Path)
+    p.add_argument("--models-file", dest="models_file", type=Path)
+    p.add_argument("--config", type=Path)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    if server:
+        p.add_argument("--server", help="a running halo (default http://HOST:PORT from the "
+                       "settings); used when it answers")
+
+
 def main(argv: list[str] | None = None) -> int:
+    from app import cli_models
+
     parser = argparse.ArgumentParser(prog="halo", description="Local LLM server for Strix Halo")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
@@ -113,6 +125,32 @@ def main(argv: list[str] | None = None) -> int:
     probe.add_argument("--cpu-variant", dest="cpu_variant", type=str)
     probe.add_argument("--config", type=Path)
     probe.add_argument("--json", action="store_true")
+    pull = sub.add_parser("pull", help="download a GGUF model from Hugging Face",
+                          description="Download REPO[:QUANT] (default Q4_K_M) or REPO FILENAME "
+                          "into the models dir: every shard, the mmproj file if any; resumable, "
+                          "sha256-checked. HF_TOKEN and HF_ENDPOINT are honoured.")
+    pull.add_argument("model", nargs="?", help="org/repo[:QUANT]")
+    pull.add_argument("filename", nargs="?", help="one GGUF file of the repo instead of QUANT")
+    pull.add_argument("--all", action="store_true", help="every models.toml entry with source=")
+    pull.add_argument("--yes", "-y", action="store_true",
+                      help="pull even when it can never fit the memory budget")
+    pull.add_argument("--memory-budget", dest="memory_budget", type=str)
+    _local_args(pull)
+    fit = sub.add_parser("fit", help="will a hub model fit? (reads only its GGUF header)")
+    fit.add_argument("model", help="org/repo[:QUANT]")
+    fit.add_argument("filename", nargs="?")
+    fit.add_argument("--memory-budget", dest="memory_budget", type=str)
+    _local_args(fit, server=True)
+    ls = sub.add_parser("ls", help="list local models: size, quant, source, loaded or not")
+    _local_args(ls, server=True)
+    rm = sub.add_parser("rm", help="delete a model's files")
+    rm.add_argument("model", help="model id (as in `halo ls`)")
+    rm.add_argument("--force", action="store_true", help="unload it first if loaded")
+    _local_args(rm, server=True)
     args = parser.parse_args(argv)
-    handlers = {"serve": serve, "models": list_models, "probe": run_probe}
+    handlers = {"serve": serve, "models": list_models, "probe": run_probe,
+                "pull": cli_models.pull, "fit": cli_models.fit, "ls": cli_models.ls,
+                "rm": cli_models.rm}
+    if args.command == "pull" and not args.all and not args.model:
+        parser.error("pull needs REPO[:QUANT] (or --all)")
     return handlers[args.command](args)

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
         "headers (errors until then are plain HTTP errors; after, keep-alives flow)."
     )
     sse_ping_seconds: float = Field(15.0, gt=0, description="Keep-alive comment interval.")
+    catalog_refresh_seconds: float = Field(
+        5.0, ge=0, description="How often the models dir is checked for added or removed models "
+        "(a stat of each file; 0 = only on GET /v1/models and after pulls and removals)."
+    )
 
     @field_validator("api_keys", "preload", mode="before")
     @classmethod

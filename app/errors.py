@@ -101,3 +101,39 @@ def engine_failure(code: str, message: str, details: dict[str, Any]) -> EngineFa
         param = "messages"
     return EngineFailure(engine_code, message, param=param if isinstance(param, str) else None,
                          **rest)
+
+
+class HubError(HaloError):
+    """The model hub cannot be used for this pull or fit (unreachable, refused, bad data)."""
+
+    code = "hub_error"
+
+
+class HubNotFound(HubError):
+    """The repo, file or quantization variant does not exist on the hub."""
+
+    code = "not_found_on_hub"
+
+
+class BadModelRef(HubError):
+    """`REPO[:QUANT]` is malformed or ambiguous; the message lists the choices."""
+
+    code = "invalid_model_ref"
+
+
+class ChecksumMismatch(HubError):
+    """A downloaded file's sha256 differs from the hub's LFS hash (the file was deleted)."""
+
+    code = "checksum_mismatch"
+
+
+class InsufficientDisk(HubError):
+    """Not enough free disk for the files to download (both sizes in the message)."""
+
+    code = "insufficient_storage"
+
+
+class ModelInUse(HaloError):
+    """A loaded model cannot be removed without force."""
+
+    code = "model_in_use"

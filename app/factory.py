@@ -5,27 +5,32 @@ probe -> catalog -> scheduler (estimates, budget) -> metrics -> routers.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import Depends, FastAPI
 
-from app.api import admin, errors, generate, health, models, system
+from app.api import admin as admin_api
+from app.api import errors, generate, health, hub_api, models, system
 from app.api import metrics as metrics_api
 from app.api.auth import require_api_key
 from app.api.limits import BodyLimit
-from app.catalog.catalog import Defaults, ModelEntry, scan
+from app.catalog.catalog import Catalog, Defaults, ModelEntry
+from app.catalog.live import LiveCatalog
 from app.config import Settings
 from app.engine.client import EngineClient, WorkerSpec
 from app.hardware.choice import BackendChoice
 from app.hardware.probe import ProbeReport, probe
+from app.hub.remote import HubClient
 from app.metrics import Metrics
 from app.scheduler.engine import Engine, EngineFactory
 from app.scheduler.estimate import MemoryEstimate, estimate
 from app.scheduler.scheduler import Limits, Scheduler
 from app.services.generation import GenerationService
+from app.services.model_store import ModelStore
 from app.state import AppState
 
 log = logging.getLogger(__name__)
@@ -74,14 +79,16 @@ def create_app(
     *,
     engine_factory: EngineFactory | None = None,
     probe_report: ProbeReport | None = None,
+    hub: Callable[[], HubClient] | None = None,
 ) -> FastAPI:
     report = probe_report or run_probe(settings)
     choice = report.choice
-    catalog = scan(
+    live = LiveCatalog(
         settings.models_dir,
         settings.models_file_path,
         Defaults(settings.default_n_ctx, settings.default_parallel, settings.default_ttl),
     )
+    catalog = live.current
     for problem in catalog.problems:
         log.warning("invalid model file skipped",
                     extra={"path": str(problem.path), "reason": problem.reason})
@@ -101,8 +108,14 @@ def create_app(
     )
     generation = GenerationService(catalog, scheduler, metrics,
                                    commit_seconds=settings.stream_commit_seconds)
+
+    def adopt(new: Catalog) -> None:
+        state.catalog = generation.catalog = new
+
+    store = ModelStore(live, scheduler, lambda entry: estimate_entry(choice, entry),
+                       hub=hub or HubClient, on_catalog=adopt)
     state = AppState(settings=settings, catalog=catalog, scheduler=scheduler, probe=report,
-                     metrics=metrics, generation=generation)
+                     metrics=metrics, generation=generation, store=store)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -111,9 +124,16 @@ def create_app(
             "devices": devices, "reasons": list(choice.reasons),
             "warnings": list(choice.warnings), "budget_bytes": report.pool.budget_bytes})
         scheduler.start()
+        refresher = None
+        if settings.catalog_refresh_seconds > 0:
+            refresher = asyncio.create_task(store.keep_fresh(settings.catalog_refresh_seconds))
         for model_id in settings.preload:
             await scheduler.load(model_id)
         yield
+        if refresher is not None:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
         await scheduler.close()
 
     app = FastAPI(title="halo", version="0.1.0", lifespan=lifespan, docs_url=None,
@@ -124,6 +144,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(metrics_api.router)
     secured = [Depends(require_api_key)]
-    for router in (models.router, generate.router, admin.router, system.router):
+    for router in (models.router, generate.router, admin_api.router, hub_api.router,
+                   system.router):
         app.include_router(router, dependencies=secured)
     return app

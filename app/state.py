@@ -10,16 +10,18 @@ from app.hardware.probe import ProbeReport
 from app.metrics import Metrics
 from app.scheduler.scheduler import Scheduler
 from app.services.generation import GenerationService
+from app.services.model_store import ModelStore
 
 
 @dataclass
 class AppState:
     settings: Settings
-    catalog: Catalog
+    catalog: Catalog  # the catalog now: ModelStore.refresh replaces it when the dir changes
     scheduler: Scheduler
     probe: ProbeReport
     metrics: Metrics
     generation: GenerationService
+    store: ModelStore  # pull / fit / remove, and the live catalog behind `catalog`
 
     @property
     def backend(self) -> str:

@@ -26,6 +26,11 @@ _STATUS: tuple[tuple[type[errors.HaloError], int, str], ...] = (
     (errors.InsufficientMemory, 503, "server_error"),
     (errors.ModelLoadFailed, 503, "server_error"),
     (errors.EngineError, 500, "server_error"),
+    (errors.HubNotFound, 404, "invalid_request_error"),
+    (errors.BadModelRef, 400, "invalid_request_error"),
+    (errors.InsufficientDisk, 507, "server_error"),
+    (errors.HubError, 502, "server_error"),
+    (errors.ModelInUse, 409, "invalid_request_error"),
 )
 
 _BAD = (400, "invalid_request_error")

@@ -28,6 +28,10 @@ def describe(state: ModelState) -> dict[str, Any]:
         "architecture": info.architecture,
         "chat_template": entry.has_chat_template,
     }
+    if entry.source:
+        out["source"] = entry.source
+    if entry.mmproj:
+        out["mmproj"] = entry.mmproj.name
     if state.failure:
         out["failure"] = state.failure
     return out
@@ -35,9 +39,11 @@ def describe(state: ModelState) -> dict[str, Any]:
 
 @router.get("/v1/models")
 async def list_models(state: StateDep) -> dict[str, Any]:
+    await state.store.refresh()  # cheap when nothing changed (a stat per file)
     return {"object": "list", "data": [describe(s) for s in state.scheduler.states()]}
 
 
 @router.get("/v1/models/{model_id:path}")
 async def get_model(model_id: str, state: StateDep) -> dict[str, Any]:
+    await state.store.refresh()
     return describe(state.scheduler.state(model_id))

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from app.catalog.gguf import GGUFError, ModelFile, read_model, split_name
 from app.catalog.models_toml import CacheType, ModelConfig, load_models_file
+from app.catalog.sources import is_mmproj, read_source
 
 log = logging.getLogger(__name__)
-
-
 
 @dataclass(frozen=True)
 class ModelEntry:
@@ -29,6 +28,8 @@ class ModelEntry:
     chat_template: str | None
     cache_type_k: CacheType
     cache_type_v: CacheType
+    source: str | None = None  # "repo:QUANT" for a pulled model
+    mmproj: Path | None = None  # its vision projector, when one was pulled with it
 
     @property
     def size_bytes(self) -> int:
@@ -73,11 +74,14 @@ class Catalog:
 
 
 def model_files(models_dir: Path) -> list[Path]:
-    """GGUF files that start a model: single files and first shards of split models."""
+    """GGUF files that start a model: single files and first shards of split models
+    (vision projectors, `*mmproj*`, belong to a model and are not listed)."""
     if not models_dir.is_dir():
         return []
     out = []
     for path in sorted(models_dir.glob("*.gguf")):
+        if is_mmproj(path.name):
+            continue
         split = split_name(path.name)
         if split is None or split[1] == 1:
             out.append(path)
@@ -89,8 +93,37 @@ def default_id(path: Path) -> str:
     return split[0] if split else path.stem
 
 
-def scan(models_dir: Path, models_file: Path, defaults: Defaults) -> Catalog:
-    """Build the catalog. Invalid GGUF files are reported and skipped, never fatal."""
+def make_entry(model_id: str, path: Path, file: ModelFile, config: ModelConfig,
+               defaults: Defaults, models_dir: Path) -> ModelEntry:
+    """The served settings of one model file: models.toml over the server defaults, the context
+    capped at the trained one unless models.toml sets it."""
+    n_ctx = config.n_ctx or defaults.n_ctx
+    trained = file.info.context_length
+    if config.n_ctx is None and trained is not None:
+        n_ctx = min(n_ctx, trained)
+    record = read_source(models_dir, model_id)
+    mmproj = models_dir / record.mmproj if record and record.mmproj else None
+    return ModelEntry(
+        id=model_id,
+        path=path,
+        file=file,
+        n_ctx=n_ctx,
+        parallel=config.parallel or defaults.parallel,
+        n_batch=config.n_batch,
+        pinned=config.pinned,
+        ttl=defaults.ttl if config.ttl is None else config.ttl,
+        chat_template=config.chat_template,
+        cache_type_k=config.cache_type_k,
+        cache_type_v=config.cache_type_v,
+        source=record.source if record else config.source,
+        mmproj=mmproj if mmproj and mmproj.is_file() else None,
+    )
+
+
+def scan(models_dir: Path, models_file: Path, defaults: Defaults,
+         read: Callable[[Path], ModelFile] = read_model) -> Catalog:
+    """Build the catalog. Invalid GGUF files are reported and skipped, never fatal; so are files
+    shorter than their header says (a copy or download still in progress)."""
     configs = load_models_file(models_file)
     entries: dict[str, ModelEntry] = {}
     problems: list[Problem] = []
@@ -98,28 +131,17 @@ def scan(models_dir: Path, models_file: Path, defaults: Defaults) -> Catalog:
 
     def add(model_id: str, path: Path, config: ModelConfig) -> None:
         try:
-            file = read_model(path)
+            file = read(path)
         except (GGUFError, OSError) as exc:
             problems.append(Problem(path, str(exc)))
             log.warning("skipping model file", extra={"path": str(path), "reason": str(exc)})
             return
-        n_ctx = config.n_ctx or defaults.n_ctx
-        trained = file.info.context_length
-        if config.n_ctx is None and trained is not None:
-            n_ctx = min(n_ctx, trained)
-        entries[model_id] = ModelEntry(
-            id=model_id,
-            path=path,
-            file=file,
-            n_ctx=n_ctx,
-            parallel=config.parallel or defaults.parallel,
-            n_batch=config.n_batch,
-            pinned=config.pinned,
-            ttl=defaults.ttl if config.ttl is None else config.ttl,
-            chat_template=config.chat_template,
-            cache_type_k=config.cache_type_k,
-            cache_type_v=config.cache_type_v,
-        )
+        short = [s.path.name for s in file.shards if s.truncated]
+        if short:
+            reason = f"incomplete (shorter than its header says): {', '.join(short)}"
+            problems.append(Problem(path, reason))
+            return
+        entries[model_id] = make_entry(model_id, path, file, config, defaults, models_dir)
 
     for model_id, config in configs.items():
         path = config.path if config.path.is_absolute() else models_dir / config.path

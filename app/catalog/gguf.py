@@ -376,9 +376,15 @@ def read_gguf(path: Path) -> GGUFInfo:
     path = Path(path)
     try:
         with path.open("rb") as f:
-            return _parse(_Reader(f, os.fstat(f.fileno()).st_size, path))
+            return parse_gguf(f, os.fstat(f.fileno()).st_size, path)
     except OSError as e:
         raise GGUFError(f"cannot read: {e.strerror or e}", path=path) from e
+
+
+def parse_gguf(f: BinaryIO, size: int, path: Path) -> GGUFInfo:
+    """Read a GGUF header from any seekable binary stream of `size` bytes (e.g. HTTP ranges);
+    `path` names it in errors and in the result."""
+    return _parse(_Reader(f, size, path))
 
 
 def split_name(name: str) -> tuple[str, int, int] | None:
@@ -421,7 +427,11 @@ class ModelFile:
 
 def read_model(path: Path) -> ModelFile:
     """Read every shard of a model and check that they belong together."""
-    shards = tuple(read_gguf(p) for p in split_paths(Path(path)))
+    return combine_shards(tuple(read_gguf(p) for p in split_paths(Path(path))))
+
+
+def combine_shards(shards: tuple[GGUFInfo, ...]) -> ModelFile:
+    """One model from its shards' headers, in order (GGUFError if they do not belong together)."""
     first, n = shards[0], len(shards)
     if n == 1 and (first.split_count or 1) > 1:
         raise GGUFError(

@@ -7,6 +7,7 @@
     pinned = false                   # never evicted
     ttl = 300                        # idle seconds before unload (0 = never)
     chat_template = "..."            # or chat_template_file = "gemma.jinja"
+    source = "org/repo:Q4_K_M"       # where `halo pull --all` gets it (Hugging Face repo:quant)
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class ModelConfig(BaseModel):
     chat_template_file: Path | None = None
     cache_type_k: CacheType = "f16"
     cache_type_v: CacheType = "f16"
+    source: str | None = None
 
     @model_validator(mode="after")
     def _one_template_source(self) -> ModelConfig:

@@ -77,12 +77,10 @@ class Scheduler:
         self.limits = limits
         self._metrics = metrics
         self._clock = clock
+        self._estimate_for = estimate_for
         self._states: dict[str, ModelState] = {}
         for entry in catalog:
-            estimate = estimate_for(entry)
-            self._states[entry.id] = ModelState(entry, estimate, estimate.total,
-                                                asyncio.Semaphore(entry.parallel))
-            metrics.memory.labels(entry.id, "estimated").set(estimate.total)
+            self._add(entry)
         self._waiting = 0
         self._waiters: list[_Waiter] = []
         self._dispatch_pending = False
@@ -91,6 +89,12 @@ class Scheduler:
         self._reaper: asyncio.Task[None] | None = None
         metrics.pool.labels("budget").set(limits.budget)
         self._publish()
+
+    def _add(self, entry: ModelEntry) -> None:
+        estimate = self._estimate_for(entry)
+        self._states[entry.id] = ModelState(entry, estimate, estimate.total,
+                                            asyncio.Semaphore(entry.parallel))
+        self._metrics.memory.labels(entry.id, "estimated").set(estimate.total)
 
     # ---- views -------------------------------------------------------------------------
 
@@ -349,6 +353,37 @@ class Scheduler:
             await self._begin_stop(state, reason)
         return True
 
+    async def sync_catalog(self, catalog: Catalog) -> tuple[list[str], list[str]]:
+        """Adopt a rescanned catalog: add new models; drop vanished ones and ones whose file or
+        served settings changed, unloading them first (their waiting requests get 404).
+        Returns (added, removed) ids; a changed model is in both."""
+        removed = []
+        for model_id, state in list(self._states.items()):
+            new = catalog.get(model_id)
+            if new is not None and _served(new) == _served(state.entry):
+                state.entry = new  # only its record changed (source, mmproj, ttl, pin)
+                continue
+            removed.append(model_id)
+            self._fail_waiters(state)
+            await self.unload(model_id, reason="api")
+            self._fail_waiters(state)
+            if self._states.get(model_id) is state:
+                del self._states[model_id]
+        added = [entry.id for entry in catalog if entry.id not in self._states]
+        for model_id in added:
+            self._add(catalog.entries[model_id])
+        self._metrics.declare_models(added)
+        self._publish()
+        self._notify()
+        return added, removed
+
+    def _fail_waiters(self, state: ModelState) -> None:
+        error = ModelNotFound(f"The model '{state.entry.id}' was removed", param="model")
+        for waiter in [w for w in self._waiters if w.state is state]:
+            if not waiter.future.done():
+                waiter.future.set_exception(error)
+            self._waiters.remove(waiter)
+
     # ---- lifetime ----------------------------------------------------------------------
 
     def start(self) -> None:
@@ -383,3 +418,9 @@ class Scheduler:
                 engine, state.engine = state.engine, None
                 await engine.stop()
             state.status, state.reserved = "unloaded", 0
+
+
+def _served(entry: ModelEntry) -> tuple[object, ...]:
+    """What a loaded worker was started with: a change means reloading."""
+    return (entry.path, entry.file, entry.n_ctx, entry.parallel, entry.n_batch,
+            entry.chat_template, entry.cache_type_k, entry.cache_type_v)
