@@ -56,12 +56,17 @@ class FakeHub:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def add(self, repo: str, path: Path, name: str | None = None) -> HubFile:
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-        entry = HubFile(path, digest.hexdigest(), path.stat().st_size)
+    def add(self, repo: str, path: Path, name: str | None = None,
+            sha256: str | None = None) -> HubFile:
+        """Serve `path` as `name` in `repo`. `sha256` may be given for huge sparse header-only
+        files (hashing a 48 GB hole takes minutes; only a pull would check it)."""
+        if sha256 is None:
+            digest = hashlib.sha256()
+            with path.open("rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+            sha256 = digest.hexdigest()
+        entry = HubFile(path, sha256, path.stat().st_size)
         self.repos.setdefault(repo, {})[name or path.name] = entry
         return entry
 

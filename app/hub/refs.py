@@ -98,6 +98,8 @@ def parse_ref(text: str, filename: str | None = None) -> Ref:
         repo, _, revision = repo.partition("@")
     if not _REPO.match(repo):
         raise BadModelRef(f"'{text}' is not a Hugging Face repo id (expected 'org/name[:QUANT]')")
+    if quant and not re.fullmatch(r"[\w.-]+", quant):
+        raise BadModelRef(f"'{quant}' is not a quantization name (like Q4_K_M or UD-Q4_K_XL)")
     if filename and quant:
         raise BadModelRef("give either REPO:QUANT or REPO FILENAME, not both")
     return Ref(repo=repo, quant=quant or None, filename=filename or None,

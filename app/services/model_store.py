@@ -34,7 +34,7 @@ from app.catalog.sources import read_source, remove_source
 from app.errors import HaloError, InsufficientMemory, ModelInUse, ModelNotFound
 from app.hub.download import PullCancelled, PullEvent
 from app.hub.fit import FitReport, check_fit
-from app.hub.pull import DiskFree, PullPlan, disk_free, execute, plan_for
+from app.hub.pull import DiskFree, PullPlan, PullResult, disk_free, execute, plan_for
 from app.hub.refs import Ref, Selection, parse_ref, select
 from app.hub.remote import HubClient
 from app.scheduler.estimate import MemoryEstimate
@@ -143,9 +143,9 @@ class ModelStore:
             if event.status != "success":  # sent after the catalog has the model
                 loop.call_soon_threadsafe(queue.put_nowait, event)
 
-        def work() -> None:
+        def work() -> PullResult:
             try:
-                execute(hub, plan, emit, cancel)
+                return execute(hub, plan, emit, cancel)
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, None)
 
@@ -154,7 +154,7 @@ class ModelStore:
             while (event := await queue.get()) is not None:
                 yield event
             try:
-                await task
+                result = await task
             except PullCancelled:
                 return
             except Exception as exc:
@@ -167,7 +167,8 @@ class ModelStore:
                 "source": plan.selection.source,
                 "files": [str(p.name) for p in (split_paths(entry.path) if entry else [])],
                 "mmproj": entry.mmproj.name if entry and entry.mmproj else None,
-                "already_present": not plan.todo, "need_bytes": plan.need_bytes})
+                "downloaded_bytes": result.downloaded,
+                "already_present": result.already_present})
         finally:
             cancel.set()
             if not task.done():
@@ -224,6 +225,6 @@ def error_event(exc: Exception) -> PullEvent:
     return PullEvent("error", detail={"error": error})
 
 
-def _consume(task: asyncio.Task[None]) -> None:
+def _consume(task: asyncio.Task[PullResult]) -> None:
     with contextlib.suppress(BaseException):
         task.exception()
