@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     pull.add_argument("--yes", "-y", action="store_true",
                       help="pull even when it can never fit the memory budget")
     pull.add_argument("--memory-budget", dest="memory_budget", type=str)
-    _local_args(pull)
+    _local_args(pull, server=True)
     fit = sub.add_parser("fit", help="will a hub model fit? (reads only its GGUF header)")
     fit.add_argument("model", help="org/repo[:QUANT]")
     fit.add_argument("filename", nargs="?")

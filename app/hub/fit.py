@@ -28,7 +28,7 @@ Verdict = Literal["fits", "fits_alone", "never"]
 class RangeFile:
     """A read-only, seekable view of a remote file that fetches blocks with range requests."""
 
-    def __init__(self, fetch: Callable[[int, int], bytes], size: int, block: int = 4 << 20):
+    def __init__(self, fetch: Callable[[int, int], bytes], size: int, block: int = 1 << 20):
         self._fetch, self.size, self._block = fetch, size, block
         self._pos = 0
         self._start, self._data = 0, b""
