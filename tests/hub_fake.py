@@ -50,6 +50,7 @@ class FakeHub:
     served: Counter[str] = field(default_factory=Counter)  # "repo/file" -> body bytes sent
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)  # method, path, range
     port: int = 0
+    sending: int = 0  # file bodies being sent now
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -76,6 +77,13 @@ class FakeHub:
     def bytes_served(self, repo: str, name: str) -> int:
         with self._lock:
             return self.served[f"{repo}/{name}"]
+
+    def wait_idle(self, timeout: float = 30) -> None:
+        """Until no body is being sent (a killed client's transfer ends at the next write)."""
+        deadline = time.monotonic() + timeout
+        while self.sending and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not self.sending, "the fake hub is still sending"
 
     def ranges_of(self, name: str) -> list[str | None]:
         with self._lock:
@@ -192,6 +200,15 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 self._send_bytes(f"{repo}/{name}", entry, start, end + 1)
 
         def _send_bytes(self, key: str, entry: HubFile, start: int, stop: int) -> None:
+            with hub._lock:
+                hub.sending += 1
+            try:
+                self._send_range(key, entry, start, stop)
+            finally:
+                with hub._lock:
+                    hub.sending -= 1
+
+        def _send_range(self, key: str, entry: HubFile, start: int, stop: int) -> None:
             began = time.monotonic()
             sent = 0
             with entry.path.open("rb") as f:

@@ -113,6 +113,7 @@ def test_ctrl_c_and_kill_leave_a_partial_file_that_the_next_pull_resumes(
     assert not (models / "Big-Q4_K_M.gguf").exists()
 
     hub.rate = None
+    hub.wait_idle()
     before = hub.bytes_served("org/Big", "Big-Q4_K_M.gguf")
     rc, out, err = run(hub, tmp_path, *args)
     assert rc == 0, err

@@ -88,6 +88,7 @@ def test_an_interrupted_pull_resumes_with_a_range_request(
     assert 0 < kept < size
     assert listed(models) == []  # a partial file is never a model
 
+    hub.wait_idle()
     first = hub.bytes_served("org/Big", "Big-Q4_K_M.gguf")
     events = pull(client, "org/Big", models)
     second = hub.bytes_served("org/Big", "Big-Q4_K_M.gguf") - first
