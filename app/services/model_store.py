@@ -30,8 +30,9 @@ from typing import Any
 from app.catalog.catalog import Catalog, ModelEntry
 from app.catalog.gguf import GGUFError, split_paths
 from app.catalog.live import LiveCatalog
+from app.catalog.models_toml import ModelsFileError
 from app.catalog.sources import read_source, remove_source
-from app.errors import HaloError, InsufficientMemory, ModelInUse, ModelNotFound
+from app.errors import HaloError, InsufficientMemory, InvalidRequest, ModelInUse, ModelNotFound
 from app.hub.download import PullCancelled, PullEvent
 from app.hub.fit import FitReport, check_fit
 from app.hub.pull import DiskFree, PullPlan, PullResult, disk_free, execute, plan_for
@@ -69,7 +70,11 @@ class ModelStore:
     async def refresh(self) -> bool:
         """Rescan the models dir; adopt a changed catalog (removed models unloaded first)."""
         async with self._lock:
-            changed = await asyncio.to_thread(self.live.refresh)
+            try:
+                changed = await asyncio.to_thread(self.live.refresh)
+            except ModelsFileError as exc:  # keep serving the catalog we have
+                log.warning("models file unusable; catalog unchanged", extra={"reason": str(exc)})
+                return False
             if changed:
                 if self._on_catalog is not None:
                     self._on_catalog(self.live.current)
@@ -188,6 +193,9 @@ class ModelStore:
         entry = self.catalog.get(model_id)
         if entry is None:
             raise ModelNotFound(f"The model '{model_id}' does not exist", param="model")
+        if not entry.path.resolve().is_relative_to(self.models_dir.resolve()):
+            raise InvalidRequest(f"{entry.path} is outside the models dir; not deleting it",
+                                 param="model")
         state = self.scheduler.state(model_id)
         if state.status in ("loading", "loaded", "draining"):
             if not force:

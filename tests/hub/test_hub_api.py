@@ -192,3 +192,12 @@ async def test_the_catalog_follows_the_models_dir(
     assert not engine.alive
     r = await http.post("/v1/completions", json={"model": "Copied-Q4_0", "prompt": "hi"})
     assert r.status_code == 404
+
+
+async def test_a_broken_models_toml_keeps_the_catalog(
+        http: httpx.AsyncClient, models: Path) -> None:
+    assert await ids(http) == ["Local-Q8_0"]
+    (models / "models.toml").write_text("[models.x\n")
+    r = await http.get("/v1/models")
+    assert r.status_code == 200
+    assert [m["id"] for m in r.json()["data"]] == ["Local-Q8_0"]
