@@ -55,6 +55,14 @@ class ModelLoadFailed(HaloError):
     code = "model_load_failed"
 
 
+class ModelBackingOff(ModelLoadFailed):
+    """The model's worker died too often in a row; it is not restarted before retry_after."""
+
+    def __init__(self, message: str, *, retry_after: float, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.retry_after = retry_after
+
+
 class InsufficientMemory(HaloError):
     code = "insufficient_memory"
 

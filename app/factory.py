@@ -26,9 +26,9 @@ from app.hardware.choice import BackendChoice
 from app.hardware.probe import ProbeReport, probe
 from app.hub.remote import HubClient
 from app.metrics import Metrics
+from app.scheduler.driver import Limits, Scheduler
 from app.scheduler.engine import Engine, EngineFactory
 from app.scheduler.estimate import MemoryEstimate, estimate
-from app.scheduler.scheduler import Limits, Scheduler
 from app.services.generation import GenerationService
 from app.services.model_store import ModelStore
 from app.state import AppState

@@ -8,7 +8,7 @@ from app.catalog.catalog import Catalog
 from app.config import Settings
 from app.hardware.probe import ProbeReport
 from app.metrics import Metrics
-from app.scheduler.scheduler import Scheduler
+from app.scheduler.driver import Scheduler
 from app.services.generation import GenerationService
 from app.services.model_store import ModelStore
 

@@ -76,7 +76,7 @@ def error_body(exc: errors.HaloError) -> dict[str, Any]:
 def error_response(exc: errors.HaloError) -> JSONResponse:
     status, _ = status_of(exc)
     headers = {}
-    if isinstance(exc, errors.QueueFull):
+    if isinstance(exc, errors.QueueFull | errors.ModelBackingOff):
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     if isinstance(exc, errors.Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"

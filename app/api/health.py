@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from app.api.deps import StateDep
+from app.api.models import retry_info
 
 router = APIRouter()
 
@@ -22,6 +23,6 @@ async def health(state: StateDep) -> dict[str, Any]:
         "devices": [d.name for d in llama.devices] if llama else [],
         "models": len(state.catalog),
         "loaded": [s.entry.id for s in states if s.status == "loaded"],
-        "failed": [{"model": s.entry.id, "reason": s.failure} for s in states
+        "failed": [{"model": s.entry.id, "reason": s.failure, **retry_info(s)} for s in states
                    if s.status == "failed"],
     }

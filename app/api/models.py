@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter
 
 from app.api.deps import StateDep
-from app.scheduler.scheduler import ModelState
+from app.scheduler.driver import ModelInfo
 
 router = APIRouter()
 
 
-def describe(state: ModelState) -> dict[str, Any]:
+def describe(state: ModelInfo) -> dict[str, Any]:
     entry = state.entry
     info = entry.file.info
     out: dict[str, Any] = {
@@ -32,9 +33,23 @@ def describe(state: ModelState) -> dict[str, Any]:
         out["source"] = entry.source
     if entry.mmproj:
         out["mmproj"] = entry.mmproj.name
-    if state.failure:
-        out["failure"] = state.failure
+    out.update(failure_info(state))
     return out
+
+
+def retry_info(state: ModelInfo) -> dict[str, Any]:
+    """Worker deaths in a row and, while it backs off, when it is tried again (unix time)."""
+    out: dict[str, Any] = {"failures": state.state.failures}
+    if state.retry_in is not None:
+        out["retry_at"] = round(time.time() + state.retry_in, 3)
+    return out
+
+
+def failure_info(state: ModelInfo) -> dict[str, Any]:
+    """Why a model failed, how often in a row, and when it is tried again."""
+    if state.failure is None:
+        return {}
+    return {"failure": state.failure, **retry_info(state)}
 
 
 @router.get("/v1/models")

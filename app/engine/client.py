@@ -81,6 +81,7 @@ class EngineClient:
         self._query_ids = itertools.count(1)
         self._stopping = False
         self._dead = False
+        self._exit_reason = "the worker process exited"
         self._stop_lock = asyncio.Lock()
         self._closed = asyncio.Event()
         channel.on_message = self._dispatch
@@ -152,6 +153,11 @@ class EngineClient:
     @property
     def alive(self) -> bool:
         return not self._dead and self._proc.returncode is None
+
+    async def exited(self) -> str:
+        """Wait until the worker process is gone; why it ended, in words."""
+        await asyncio.wait({self._watch_task})
+        return self._exit_reason
 
     async def stats(self) -> WorkerStats:
         """Slots and queue of the worker; raises EngineUnavailableError if it is gone."""
@@ -242,6 +248,7 @@ class EngineClient:
             code = EngineCode.WORKER_CRASHED
             message = explain_exit(self.spec.model_id, proc.returncode, tail, loading=False)
             logger.error("%s (log kept at %s)", message, self.log_path)
+        self._exit_reason = message
         details = {"exit_code": proc.returncode}
         for q in self._queues.values():
             q.put_nowait(Failed(code, message, details))

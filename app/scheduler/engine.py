@@ -24,5 +24,9 @@ class Engine(Protocol):
 
     async def stop(self, timeout: float = 10.0) -> None: ...
 
+    async def exited(self) -> str:
+        """Wait until the worker process is gone (a crash or a stop); why, in words."""
+        ...
+
 
 EngineFactory = Callable[[WorkerSpec], Awaitable[Engine]]

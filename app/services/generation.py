@@ -25,7 +25,7 @@ from app.catalog.catalog import Catalog, ModelEntry
 from app.engine.client import Failed, GenerateRequest
 from app.errors import EngineError, HaloError, InvalidRequest, ModelNotFound, engine_failure
 from app.metrics import Metrics
-from app.scheduler.scheduler import Scheduler
+from app.scheduler.driver import Scheduler
 from app.services.events import Reply, ReplyEvent
 from app.services.reply import ReplyOptions, ReplyStream
 from app.services.safety import check_request
@@ -62,7 +62,7 @@ class Generation:
     async def _pump(self, scheduler: Scheduler, job: GenerationJob) -> None:
         status = "ok"
         try:
-            async with scheduler.lease(job.model.id) as engine:
+            async with scheduler.lease(job.model.id, sequences=job.request.n) as engine:
                 async for event in engine.generate(job.request):
                     self._tracker.on_event(event)
                     if isinstance(event, Failed):

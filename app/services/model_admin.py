@@ -6,17 +6,14 @@ import time
 from typing import Any
 
 from app.engine.client import EngineUnavailableError
-from app.scheduler.scheduler import ModelState, Scheduler
+from app.scheduler.driver import ModelInfo, Scheduler
 
 
-def idle_times(model: ModelState) -> tuple[float | None, float | None]:
+def idle_times(model: ModelInfo) -> tuple[float | None, float | None]:
     """(idle since, expires at) as wall-clock times; None while busy / when never unloaded."""
-    if model.active:
-        return None, None
-    idle_since = time.time() - (time.monotonic() - model.last_used)
-    if model.entry.ttl <= 0 or model.entry.pinned:
-        return idle_since, None
-    return idle_since, idle_since + model.entry.ttl
+    now = time.time()
+    idle_since = None if model.idle_seconds is None else now - model.idle_seconds
+    return idle_since, None if model.expires_in is None else now + model.expires_in
 
 
 async def running(scheduler: Scheduler, backend: str) -> list[dict[str, Any]]:
@@ -43,7 +40,7 @@ async def running(scheduler: Scheduler, backend: str) -> list[dict[str, Any]]:
             },
             "slots_total": stats.slots_total if stats else report.parallel,
             "slots_busy": stats.slots_busy if stats else None,
-            "requests_active": model.active,
+            "sequences_active": model.active,
             "requests_queued": stats.requests_queued if stats else None,
             "idle_since": idle_since,
             "expires_at": expires,

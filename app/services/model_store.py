@@ -39,7 +39,7 @@ from app.hub.pull import DiskFree, PullPlan, PullResult, disk_free, execute, pla
 from app.hub.refs import Ref, Selection, parse_ref, select
 from app.hub.remote import HubClient
 from app.scheduler.estimate import MemoryEstimate
-from app.scheduler.scheduler import Scheduler
+from app.scheduler.driver import Scheduler
 
 log = logging.getLogger(__name__)
 

@@ -51,6 +51,8 @@ class FakeEngine:
         self.cancelled: list[str] = []
         self.requests: list[GenerateRequest] = []
         self._alive = True
+        self._exit = asyncio.Event()
+        self._exit_reason = "the model was unloaded"
         self._pid = next(_PIDS)
         self.report = LoadReport(
             pid=self._pid, load_seconds=0.0, n_ctx=spec.n_ctx, parallel=spec.parallel,
@@ -100,6 +102,17 @@ class FakeEngine:
 
     async def stop(self, timeout: float = 10.0) -> None:
         self._alive = False
+        self._exit.set()
+
+    async def exited(self) -> str:
+        await self._exit.wait()
+        return self._exit_reason
+
+    def crash(self, reason: str = "worker exited with code -9 (SIGKILL)") -> None:
+        """As if the worker process died."""
+        self._alive = False
+        self._exit_reason = reason
+        self._exit.set()
 
 
 class FakeFactory:

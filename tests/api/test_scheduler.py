@@ -1,194 +1,129 @@
-"""The scheduler carrying out policy decisions, with fake engines and the real model headers."""
+"""Scheduler behaviour as a client sees it (fake engines; the driver itself is tested in
+tests/unit/scheduler/test_driver.py on a fake clock)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
-from app.catalog.catalog import Catalog, Defaults, ModelEntry, scan
-from app.engine.client import WorkerSpec
-from app.errors import InsufficientMemory, ModelBusy, ModelLoadFailed, QueueFull
-from app.metrics import Metrics
-from app.scheduler.engine import EngineFactory
-from app.scheduler.estimate import MemoryEstimate, estimate
-from app.scheduler.scheduler import Limits, Scheduler
+from app.config import Settings
+from app.engine.client import EngineLoadError, WorkerSpec
+from app.factory import create_app
+from app.hardware.probe import ProbeReport
+from app.state import AppState
 from tests.api.fake_engine import FakeEngine, FakeFactory
 
 pytestmark = pytest.mark.anyio
 
-A, B = "SmolLM2-135M-Instruct.Q4_1", "gemma3-270m"
+SMOL = "SmolLM2-135M-Instruct.Q4_1"
 
 
-@pytest.fixture
-def catalog(models_dir: Path) -> Catalog:
-    return scan(models_dir, models_dir / "models.toml", Defaults(2048, 2, 300))
+def chat(model: str = SMOL, **extra: object) -> dict[str, object]:
+    return {"model": model, "messages": [{"role": "user", "content": "hi"}], **extra}
 
 
-def spec(entry: ModelEntry) -> WorkerSpec:
-    return WorkerSpec(entry.id, entry.path, entry.n_ctx, entry.parallel)
+async def test_load_of_a_busy_model_returns_at_once(app: FastAPI,
+                                                    client: httpx.AsyncClient) -> None:
+    state: AppState = app.state.halo
+    parallel = state.scheduler.state(SMOL).entry.parallel
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with state.scheduler.lease(SMOL, sequences=parallel):
+            await release.wait()
+
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    while state.scheduler.state(SMOL).active < parallel:
+        await asyncio.sleep(0)
+    resp = await asyncio.wait_for(client.post("/models/load", json={"model": SMOL}), 5)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["status"] == "loaded"
+    release.set()
+    await holder
 
 
-def est(entry: ModelEntry) -> MemoryEstimate:
-    return estimate(entry.file, n_ctx=entry.n_ctx, parallel=entry.parallel,
-                    n_batch=entry.n_batch, n_ubatch=entry.n_batch)
+async def test_n_beyond_the_slots_is_a_400(client: httpx.AsyncClient) -> None:
+    resp = await client.post("/v1/chat/completions", json=chat(n=5))  # parallel is 4
+    assert resp.status_code == 400
+    error = resp.json()["error"]
+    assert error["param"] == "n"
+    assert "between 1 and 4" in error["message"]
 
 
-def need(catalog: Catalog, model: str) -> int:
-    return est(catalog.entries[model]).total
+class DyingFactory:
+    """Every load dies, as a worker killed by SIGILL during its warm-up would."""
 
+    def __init__(self) -> None:
+        self.calls = 0
+        self.fixed = False
 
-def make(catalog: Catalog, factory: EngineFactory, budget: int, **limits: float) -> Scheduler:
-    return Scheduler(catalog, factory, spec, est, Limits(budget=budget, **limits),  # type: ignore[arg-type]
-                     Metrics())
-
-
-@pytest.fixture
-async def one_slot_budget(catalog: Catalog) -> AsyncIterator[tuple[Scheduler, FakeFactory]]:
-    factory = FakeFactory()
-    sched = make(catalog, factory, max(need(catalog, A), need(catalog, B)) + (64 << 20),
-                 tick=0.05)
-    sched.start()
-    yield sched, factory
-    await sched.close()
-
-
-async def test_idle_model_is_evicted_for_another(
-    one_slot_budget: tuple[Scheduler, FakeFactory],
-) -> None:
-    sched, factory = one_slot_budget
-    async with sched.lease(A):
-        pass
-    async with sched.lease(B) as engine:
-        assert engine.spec.model_id == B
-        assert sched.state(A).status == "unloaded"
-        assert not factory.started[0].alive  # A's worker was stopped
-    assert sched.reserved <= sched.limits.budget
-
-
-async def test_busy_model_drains_before_swap(
-    one_slot_budget: tuple[Scheduler, FakeFactory],
-) -> None:
-    sched, _ = one_slot_budget
-    got_b = asyncio.Event()
-
-    async def want_b() -> None:
-        async with sched.lease(B):
-            got_b.set()
-
-    async with sched.lease(A):
-        task = asyncio.create_task(want_b())
-        await asyncio.sleep(0.3)
-        assert not got_b.is_set()
-        assert sched.state(A).status == "draining"
-        assert sched.reserved <= sched.limits.budget
-    await asyncio.wait_for(task, 5)
-    assert sched.state(A).status == "unloaded"
-
-
-async def test_concurrent_requests_trigger_one_load(catalog: Catalog) -> None:
-    factory = FakeFactory()
-    sched = make(catalog, factory, 8 << 30)
-
-    async def one() -> None:
-        async with sched.lease(A):
-            await asyncio.sleep(0.01)
-
-    await asyncio.gather(*(one() for _ in range(6)))
-    assert len(factory.started) == 1
-    await sched.close()
-
-
-async def test_both_fit_no_swaps(catalog: Catalog) -> None:
-    factory = FakeFactory()
-    sched = make(catalog, factory, need(catalog, A) + need(catalog, B) + (64 << 20))
-    for _ in range(5):
-        for model in (A, B):
-            async with sched.lease(model):
-                pass
-    assert len(factory.started) == 2
-    assert {s.status for s in sched.states()} == {"loaded"}
-    await sched.close()
-
-
-async def test_too_big_is_refused_at_once_with_sizes(catalog: Catalog) -> None:
-    sched = make(catalog, FakeFactory(), 256 << 20)
-    with pytest.raises(InsufficientMemory, match=r"needs .*GiB.*budget .*GiB"):
-        async with sched.lease(A):
-            pass
-    await sched.close()
-
-
-async def test_failed_load_is_marked_and_retried(catalog: Catalog) -> None:
-    calls = 0
-
-    async def flaky(spec: WorkerSpec) -> FakeEngine:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise RuntimeError("bad file")
+    async def __call__(self, spec: WorkerSpec) -> FakeEngine:
+        self.calls += 1
+        if not self.fixed:
+            raise EngineLoadError("worker exited with signal SIGILL during warm-up")
         return FakeEngine(spec)
 
-    sched = make(catalog, flaky, 8 << 30)
-    with pytest.raises(ModelLoadFailed, match="bad file"):
-        async with sched.lease(A):
-            pass
-    assert sched.state(A).status == "failed"
-    assert sched.state(A).failure == "bad file"
-    assert sched.reserved == 0
-    async with sched.lease(A):
-        assert sched.state(A).status == "loaded"
-    await sched.close()
+
+@pytest.fixture
+def dying() -> DyingFactory:
+    return DyingFactory()
 
 
-async def test_idle_ttl_unloads(catalog: Catalog, models_dir: Path) -> None:
-    short = scan(models_dir, models_dir / "models.toml", Defaults(2048, 2, 0.2))
-    factory = FakeFactory()
-    sched = make(short, factory, 8 << 30, tick=0.05)
-    sched.start()
-    async with sched.lease(A):
-        pass
-    await asyncio.sleep(0.6)
-    assert sched.state(A).status == "unloaded"
-    await sched.close()
+@pytest.fixture
+async def dying_client(models_dir: Path, probe_report: ProbeReport,
+                       dying: DyingFactory) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(Settings(models_dir=models_dir), engine_factory=dying,
+                     probe_report=probe_report)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://halo") as c:
+            yield c
 
 
-async def test_slots_full_waits_then_429(catalog: Catalog) -> None:
-    sched = make(catalog, FakeFactory(), 8 << 30, slot_wait=0.2)
-    parallel = catalog.entries[A].parallel
-    async with contextlib_stack(sched, A, parallel):
-        with pytest.raises(ModelBusy) as info:
-            async with sched.lease(A):
-                pass
-        assert info.value.retry_after > 0
-    await sched.close()
+async def test_crash_loop_is_bounded_and_explained(dying_client: httpx.AsyncClient,
+                                                   dying: DyingFactory) -> None:
+    client = dying_client
+    codes = []
+    for _ in range(8):
+        resp = await client.post("/v1/chat/completions", json=chat())
+        codes.append(resp.status_code)
+        assert resp.status_code == 503
+        error = resp.json()["error"]
+        assert error["code"] == "model_load_failed"
+        assert "SIGILL" in error["message"]
+    assert dying.calls == 3  # not restarted on every request
+    assert int(resp.headers["Retry-After"]) >= 1
+    assert "POST /models/load" in error["message"]
+    model = (await client.get(f"/v1/models/{SMOL}")).json()
+    assert model["status"] == "failed"
+    assert "SIGILL" in model["failure"]
+    assert model["failures"] == 3
+    assert time.time() < model["retry_at"] < time.time() + 10
+    health = (await client.get("/health")).json()
+    assert [m["model"] for m in health["failed"]] == [SMOL]
+    assert health["failed"][0]["retry_at"] == pytest.approx(model["retry_at"], abs=1)
+    dying.fixed = True  # an explicit load retries at once
+    resp = await client.post("/models/load", json={"model": SMOL})
+    assert resp.status_code == 200
+    assert resp.json()["status"] == "loaded"
+    assert "failure" not in resp.json()
+    assert (await client.post("/v1/chat/completions", json=chat())).status_code == 200
 
 
-async def test_queue_bound_gives_503(catalog: Catalog) -> None:
-    sched = make(catalog, FakeFactory(), 8 << 30, max_waiting=1, slot_wait=5)
-    parallel = catalog.entries[A].parallel
-    async with contextlib_stack(sched, A, parallel):
-        waiter = asyncio.create_task(sched.lease(A).__aenter__())
-        await asyncio.sleep(0.05)
-        with pytest.raises(QueueFull):
-            async with sched.lease(A):
-                pass
-        waiter.cancel()
-    await sched.close()
-
-
-class contextlib_stack:
-    """Hold ``n`` leases on a model."""
-
-    def __init__(self, sched: Scheduler, model: str, n: int) -> None:
-        self._leases = [sched.lease(model) for _ in range(n)]
-
-    async def __aenter__(self) -> None:
-        for lease in self._leases:
-            await lease.__aenter__()
-
-    async def __aexit__(self, *exc: object) -> None:
-        for lease in self._leases:
-            await lease.__aexit__(None, None, None)
+async def test_unload_then_running_list(client: httpx.AsyncClient, factory: FakeFactory) -> None:
+    assert (await client.post("/v1/chat/completions", json=chat())).status_code == 200
+    running = (await client.get("/models/running")).json()["data"]
+    assert [m["id"] for m in running] == [SMOL]
+    assert running[0]["sequences_active"] == 0
+    assert running[0]["expires_at"] > time.time()
+    resp = await client.post("/models/unload", json={"model": SMOL})
+    assert resp.json()["unloaded"] is True
+    assert not factory.started[0].alive
+    assert (await client.get("/models/running")).json()["data"] == []

@@ -13,7 +13,7 @@ from app.engine.client import WorkerSpec
 from app.errors import ModelNotFound
 from app.metrics import Metrics
 from app.scheduler.estimate import MemoryEstimate, estimate
-from app.scheduler.scheduler import Limits, Scheduler
+from app.scheduler.driver import Limits, Scheduler
 from tests.api.fake_engine import FakeEngine, FakeFactory
 from tests.hub.tiny import tiny_gguf
 
