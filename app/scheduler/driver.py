@@ -214,6 +214,8 @@ class Scheduler:
 
     def _feed(self, event: ev.Event) -> None:
         """Handle an event and carry out its actions (events they cause are queued)."""
+        if self._closed:
+            return
         self._events.append(event)
         if self._feeding:
             return

@@ -71,8 +71,9 @@ def est(entry: ModelEntry) -> MemoryEstimate:
                     n_batch=entry.n_batch, n_ubatch=entry.n_batch)
 
 
-@pytest.fixture
-def models_dir(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp_path = tmp_path_factory.mktemp("headers")
     for name in ("qwen3-14b", "qwen3-32b"):
         write_model(tmp_path, name)
     (tmp_path / "models.toml").write_text(
@@ -81,7 +82,7 @@ def models_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def catalog(models_dir: Path) -> Catalog:
     return scan(models_dir, models_dir / "models.toml", Defaults(2048, 2, 300))
 
