@@ -71,7 +71,7 @@ def test_crash_loop_is_bounded(tmp_path: Path, capsys: pytest.CaptureFixture[str
         assert listed["failures"] == 3
         assert listed["failure"]
         health = httpx.get(server.url + "/health", timeout=10).json()
-        assert [m["id"] for m in health["failed"]] == [BROKEN]
+        assert [m["model"] for m in health["failed"]] == [BROKEN]
         wait = listed["retry_at"] - time.time()
         assert 0 < wait <= 5.5
         time.sleep(wait + 0.2)  # the back-off is over: one more attempt, then 10 s
