@@ -38,8 +38,8 @@ from app.hub.fit import FitReport, check_fit
 from app.hub.pull import DiskFree, PullPlan, PullResult, disk_free, execute, plan_for
 from app.hub.refs import Ref, Selection, parse_ref, select
 from app.hub.remote import HubClient
-from app.scheduler.estimate import MemoryEstimate
 from app.scheduler.driver import Scheduler
+from app.scheduler.estimate import MemoryEstimate
 
 log = logging.getLogger(__name__)
 

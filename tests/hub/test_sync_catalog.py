@@ -12,8 +12,8 @@ from app.catalog.catalog import Catalog, Defaults, ModelEntry, scan
 from app.engine.client import WorkerSpec
 from app.errors import ModelNotFound
 from app.metrics import Metrics
-from app.scheduler.estimate import MemoryEstimate, estimate
 from app.scheduler.driver import Limits, Scheduler
+from app.scheduler.estimate import MemoryEstimate, estimate
 from tests.api.fake_engine import FakeEngine, FakeFactory
 from tests.hub.tiny import tiny_gguf
 
