@@ -28,7 +28,7 @@ class ProgressPrinter:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.out, self.tty, self.every, self.clock = out, tty, every, clock
         self._file: str | None = None
-        self._started: dict[str, tuple[float, int]] = {}  # file -> (time, bytes) when first seen
+        self._started: dict[str, tuple[float, int]] = {}  # status:file -> first (time, bytes)
         self._last: dict[str, float] = {}
 
     def __call__(self, event: PullEvent) -> None:
@@ -40,7 +40,7 @@ class ProgressPrinter:
                 self._json(event.to_dict())
             return
         now = self.clock()
-        t0, b0 = self._started.setdefault(event.file, (now, event.completed))
+        t0, b0 = self._started.setdefault(f"{event.status}:{event.file}", (now, event.completed))
         elapsed = now - t0
         speed = (event.completed - b0) / elapsed if elapsed > 0 else 0.0
         left = event.total - event.completed
