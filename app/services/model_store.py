@@ -167,8 +167,9 @@ class ModelStore:
                 yield error_event(exc)
                 return
             await self.refresh()
-            entry = self.catalog.get(plan.model_id)
-            yield PullEvent("success", model=plan.model_id, detail={
+            first = self.models_dir / plan.selection.variant.files[0].basename
+            entry = next((e for e in self.catalog if e.path == first), None)
+            yield PullEvent("success", model=entry.id if entry else plan.model_id, detail={
                 "source": plan.selection.source,
                 "files": [str(p.name) for p in (split_paths(entry.path) if entry else [])],
                 "mmproj": entry.mmproj.name if entry and entry.mmproj else None,
