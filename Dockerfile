@@ -54,6 +54,12 @@ RUN case "$BACKEND" in \
     && echo "building llama-cpp-python ${LLAMA_CPP_VERSION} with CMAKE_ARGS='$cmake_args'" \
     && CMAKE_ARGS="$cmake_args" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
         pip install --no-cache-dir "llama-cpp-python==${LLAMA_CPP_VERSION}"
+# llama.cpp's rpc-server on those same libraries, as `make rpc-server` builds it (for boxes
+# that serve RPC with the plain tool; `halo node` runs the same server in-process).
+COPY scripts/build_rpc_server.sh /tmp/build_rpc_server.sh
+RUN HALO_RPC_DIR=/opt/halo/rpc PYTHON=/opt/halo/bin/python LLAMA_CPP_VERSION="${LLAMA_CPP_VERSION}" \
+        bash /tmp/build_rpc_server.sh \
+    && rm -rf /opt/halo/rpc/src /opt/halo/rpc/build
 # Then the project itself with its runtime dependencies, as `make install` does
 # (not editable here: the image carries no source tree).
 WORKDIR /src
@@ -102,6 +108,7 @@ ENV PATH=/opt/halo/bin:$PATH \
 USER halo
 WORKDIR /home/halo
 VOLUME /models
+# 8080: the HTTP API; 50052: `halo node` / rpc-server, only on a private link (no auth)
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('HALO_PORT', '8080'), timeout=4)"]

@@ -25,7 +25,9 @@ CMAKE_ARGS_rocm := -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANT
 VULKAN_DIR := .cache/llama-vulkan
 VULKAN_LIB := $(abspath $(VULKAN_DIR))/lib
 
-.PHONY: serve test lint models install bench clean-venv vulkan-lib test-vulkan tools-check
+RPC_DIR := .cache/rpc
+
+.PHONY: serve test lint models install bench clean-venv vulkan-lib test-vulkan tools-check rpc-server
 
 serve: $(VENV)/.runtime $(DEFAULT_MODEL)
 	$(VENV)/bin/halo serve --host $(HOST) --port $(PORT) --models-dir models
@@ -99,6 +101,14 @@ vulkan-lib: | $(VENV)/.venv
 test-vulkan: $(VENV)/.dev $(DEFAULT_MODEL) vulkan-lib
 	HALO_VULKAN_LIB=$(VULKAN_LIB) $(PY) -m pytest -m vulkan tests/vulkan --durations=5 \
 		-o log_cli=true --log-cli-level=INFO
+
+# llama.cpp's rpc-server on the venv's llama.cpp libraries (-> .cache/rpc/bin/rpc-server), for
+# boxes that run the plain upstream tool instead of `halo node`; about 2 minutes the first time.
+rpc-server: $(RPC_DIR)/bin/rpc-server
+
+$(RPC_DIR)/bin/rpc-server: | $(VENV)/.llama-$(BACKEND)
+	HALO_RPC_DIR=$(abspath $(RPC_DIR)) LLAMA_CPP_VERSION=$(LLAMA_CPP_VERSION) \
+		PYTHON=$(abspath $(PY)) scripts/build_rpc_server.sh
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,4 +1,4 @@
-"""`halo serve | models | probe | pull | fit | ls | rm`."""
+"""`halo serve | models | probe | pull | fit | ls | rm | node`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from app.config import Settings, load_settings
+from app.node_cmd import add_node_parser
 
 
 def _serve_parser(sub: Any) -> None:
@@ -33,6 +34,8 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--insecure-no-auth", dest="insecure_no_auth", action="store_true",
                    default=None, help=f"{fields['insecure_no_auth'].description} "
                    "[env HALO_INSECURE_NO_AUTH]")
+    p.add_argument("--node", dest="nodes", action="append",
+                   help=f"{fields['nodes'].description} Repeatable. [env HALO_NODES]")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -70,7 +73,7 @@ def list_models(args: argparse.Namespace) -> int:
     settings = _settings(args)
     catalog = scan(settings.models_dir, settings.models_file_path,
                    Defaults(settings.default_n_ctx, settings.default_parallel,
-                            settings.default_ttl))
+                            settings.default_ttl, tuple(settings.nodes)))
     rows = [{"id": e.id, "path": str(e.path), "size_bytes": e.size_bytes,
              "context_length": e.context_length, "architecture": e.file.info.architecture}
             for e in catalog]
@@ -90,6 +93,10 @@ def run_probe(args: argparse.Namespace) -> int:
     from app.factory import run_probe as probe
     from app.hardware.report import format_report
 
+    if args.check_nodes:
+        from app.node_cmd import probe_nodes
+
+        return probe_nodes(load_settings({}, args.config), as_json=args.json)
     settings = _settings(args)
     report = probe(settings)
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
@@ -104,6 +111,15 @@ def _local_args(p: argparse.ArgumentParser, server: bool = False) -> None:
     if server:
         p.add_argument("--server", help="a running halo (default http://HOST:PORT from the "
                        "settings); used when it answers")
+
+
+def node(args: argparse.Namespace) -> int:
+    from app.node_cmd import run_node
+
+    cli = {"backend": args.backend, "cpu_variant": args.cpu_variant}
+    settings = load_settings({k: v for k, v in cli.items() if v is not None},
+                             Path(args.config) if args.config else None)
+    return run_node(args, settings)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     probe.add_argument("--cpu-variant", dest="cpu_variant", type=str)
     probe.add_argument("--config", type=Path)
     probe.add_argument("--json", action="store_true")
+    probe.add_argument("--nodes", dest="check_nodes", action="store_true",
+                       help="check every node in `nodes` instead: reachable, RPC protocol "
+                       "version, device memory; exit 1 if one is not usable")
+    add_node_parser(sub)
     pull = sub.add_parser("pull", help="download a GGUF model from Hugging Face",
                           description="Download REPO[:QUANT] (default Q4_K_M) or REPO FILENAME "
                           "into the models dir: every shard, the mmproj file if any; resumable, "
@@ -150,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handlers = {"serve": serve, "models": list_models, "probe": run_probe,
                 "pull": cli_models.pull, "fit": cli_models.fit, "ls": cli_models.ls,
-                "rm": cli_models.rm}
+                "rm": cli_models.rm, "node": node}
     if args.command == "pull" and not args.all and not args.model:
         parser.error("pull needs REPO[:QUANT] (or --all)")
     return handlers[args.command](args)

@@ -67,7 +67,8 @@ def _fit_context(settings: Settings, args: argparse.Namespace) -> tuple[Any, int
 def _defaults(settings: Settings) -> Any:
     from app.catalog.catalog import Defaults
 
-    return Defaults(settings.default_n_ctx, settings.default_parallel, settings.default_ttl)
+    return Defaults(settings.default_n_ctx, settings.default_parallel, settings.default_ttl,
+                    tuple(settings.nodes))
 
 
 def fit(args: argparse.Namespace) -> int:

@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     preload: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Model ids to load at startup (comma-separated)."
     )
+    nodes: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Other boxes running `halo node`, as host:port (comma-separated in "
+        "HALO_NODES); models opt in with `nodes` in models.toml.",
+    )
     max_body_bytes: int = Field(4 << 20, ge=1024, description="Largest request body accepted.")
     max_waiting: int = Field(64, ge=0, description="Requests allowed to wait for a model.")
     n_threads: int | None = Field(None, ge=1, description="CPU threads per worker (default all).")
@@ -68,7 +73,18 @@ class Settings(BaseSettings):
         "(a stat of each file; 0 = only on GET /v1/models and after pulls and removals)."
     )
 
-    @field_validator("api_keys", "preload", mode="before")
+    @field_validator("nodes")
+    @classmethod
+    def _node_addresses(cls, value: list[str]) -> list[str]:
+        from app.hardware.nodes import parse_address
+
+        for address in value:
+            parse_address(address)  # NodeAddressError is a ValueError: a validation error
+        if len(set(value)) != len(value):
+            raise ValueError("nodes lists an address twice")
+        return value
+
+    @field_validator("api_keys", "preload", "nodes", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -20,6 +20,7 @@ from app.api.auth import require_api_key
 from app.api.limits import BodyLimit
 from app.catalog.catalog import Catalog, Defaults, ModelEntry
 from app.catalog.live import LiveCatalog
+from app.cluster import Cluster, probe_nodes
 from app.config import Settings
 from app.engine.client import EngineClient, WorkerSpec
 from app.hardware.choice import BackendChoice
@@ -86,9 +87,12 @@ def create_app(
     live = LiveCatalog(
         settings.models_dir,
         settings.models_file_path,
-        Defaults(settings.default_n_ctx, settings.default_parallel, settings.default_ttl),
+        Defaults(settings.default_n_ctx, settings.default_parallel, settings.default_ttl,
+                 tuple(settings.nodes)),
     )
     catalog = live.current
+    cluster = Cluster(report.pool.budget_bytes, probe_nodes(settings.nodes),
+                      local_offload=choice.backend != "cpu")
     for problem in catalog.problems:
         log.warning("invalid model file skipped",
                     extra={"path": str(problem.path), "reason": problem.reason})
@@ -101,7 +105,7 @@ def create_app(
     scheduler = Scheduler(
         catalog,
         engine_factory or _start_worker,
-        lambda entry: worker_spec(settings, choice, entry, cpu_variant),
+        lambda entry: cluster.spec(worker_spec(settings, choice, entry, cpu_variant), entry),
         lambda entry: estimate_entry(choice, entry),
         Limits(budget=report.pool.budget_bytes, max_waiting=settings.max_waiting),
         metrics,

@@ -30,6 +30,8 @@ class ModelEntry:
     cache_type_v: CacheType
     source: str | None = None  # "repo:QUANT" for a pulled model
     mmproj: Path | None = None  # its vision projector, when one was pulled with it
+    nodes: tuple[str, ...] = ()  # RPC nodes holding part of the model (resolved addresses)
+    tensor_split: tuple[float, ...] | None = None  # this box first, then each node
 
     @property
     def size_bytes(self) -> int:
@@ -50,6 +52,7 @@ class Defaults:
     n_ctx: int
     parallel: int
     ttl: float
+    nodes: tuple[str, ...] = ()  # halo.toml `nodes`: what `nodes = "all"` means
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,21 @@ def make_entry(model_id: str, path: Path, file: ModelFile, config: ModelConfig,
         cache_type_v=config.cache_type_v,
         source=record.source if record else config.source,
         mmproj=mmproj if mmproj and mmproj.is_file() else None,
+        nodes=defaults.nodes if config.nodes == "all" else tuple(config.nodes),
+        tensor_split=tuple(config.tensor_split) if config.tensor_split else None,
     )
+
+
+def cluster_problem(model_id: str, config: ModelConfig, defaults: Defaults) -> str | None:
+    """Why a model's `nodes` / `tensor_split` cannot be served with halo.toml's nodes."""
+    nodes = defaults.nodes if config.nodes == "all" else tuple(config.nodes)
+    unknown = [n for n in nodes if n not in defaults.nodes]
+    if unknown:
+        return f"[models.{model_id}] nodes {unknown} are not in halo.toml's nodes"
+    if config.tensor_split is not None and len(config.tensor_split) != len(nodes) + 1:
+        return (f"[models.{model_id}] tensor_split needs {len(nodes) + 1} shares (this box "
+                f"first, then each node), got {len(config.tensor_split)}")
+    return None
 
 
 def scan(models_dir: Path, models_file: Path, defaults: Defaults,
@@ -130,6 +147,11 @@ def scan(models_dir: Path, models_file: Path, defaults: Defaults,
     claimed: set[Path] = set()
 
     def add(model_id: str, path: Path, config: ModelConfig) -> None:
+        reason = cluster_problem(model_id, config, defaults)
+        if reason is not None:
+            problems.append(Problem(path, reason))
+            log.warning("skipping model", extra={"path": str(path), "reason": reason})
+            return
         try:
             file = read(path)
         except (GGUFError, OSError) as exc:

@@ -8,6 +8,8 @@
     ttl = 300                        # idle seconds before unload (0 = never)
     chat_template = "..."            # or chat_template_file = "gemma.jinja"
     source = "org/repo:Q4_K_M"       # where `halo pull --all` gets it (Hugging Face repo:quant)
+    nodes = ["box2:50052"]           # or "all": split across this box and halo.toml's nodes
+    tensor_split = [2, 1]            # shares: this box first, then each node (default: memory)
 """
 
 from __future__ import annotations
@@ -37,6 +39,19 @@ class ModelConfig(BaseModel):
     cache_type_k: CacheType = "f16"
     cache_type_v: CacheType = "f16"
     source: str | None = None
+    nodes: list[str] | Literal["all"] = Field(default_factory=list)
+    tensor_split: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _split_matches_nodes(self) -> ModelConfig:
+        if self.tensor_split is None:
+            return self
+        if any(x < 0 for x in self.tensor_split) or sum(self.tensor_split) <= 0:
+            raise ValueError("tensor_split shares must be >= 0 with a positive sum")
+        if isinstance(self.nodes, list) and len(self.tensor_split) != len(self.nodes) + 1:
+            raise ValueError(f"tensor_split needs {len(self.nodes) + 1} shares (this box "
+                             f"first, then each node), got {len(self.tensor_split)}")
+        return self
 
     @model_validator(mode="after")
     def _one_template_source(self) -> ModelConfig:

@@ -33,6 +33,7 @@ from app.engine.schema import (
 )
 from app.engine.spawn import log_tail, spawn_worker
 from app.errors import EngineCode
+from app.hardware.nodes import reachable
 
 __all__ = [
     "Accepted",
@@ -84,6 +85,7 @@ class EngineClient:
         self._exit_reason = "the worker process exited"
         self._stop_lock = asyncio.Lock()
         self._closed = asyncio.Event()
+        self.failure: str | None = None  # why the worker died, once it has
         channel.on_message = self._dispatch
         channel.on_close = self._closed.set
         if channel.closed:
@@ -136,6 +138,7 @@ class EngineClient:
             if msg is None:
                 code = await proc.wait()
                 message = explain_exit(spec.model_id, code, log_tail(log_path), loading=True)
+                message = await _name_dead_nodes(spec, message)
                 logger.error("%s (log kept at %s)", message, log_path)
                 raise EngineLoadError(message)
             if isinstance(msg, ipc.Progress):
@@ -247,6 +250,8 @@ class EngineClient:
             tail = log_tail(self.log_path, errors_only=True)
             code = EngineCode.WORKER_CRASHED
             message = explain_exit(self.spec.model_id, proc.returncode, tail, loading=False)
+            message = await _name_dead_nodes(self.spec, message)
+            self.failure = message
             logger.error("%s (log kept at %s)", message, self.log_path)
         self._exit_reason = message
         details = {"exit_code": proc.returncode}
@@ -255,3 +260,15 @@ class EngineClient:
         for fut in self._stats_waiters.values():
             if not fut.done():
                 fut.set_exception(EngineUnavailableError(message))
+
+
+async def _name_dead_nodes(spec: WorkerSpec, message: str) -> str:
+    """A worker that used RPC nodes died: name the nodes that no longer accept connections
+    (llama.cpp aborts the whole process when a node's connection fails)."""
+    if not spec.rpc_nodes:
+        return message
+    up = await asyncio.gather(*(reachable(n, timeout=1.0) for n in spec.rpc_nodes))
+    down = [n for n, ok in zip(spec.rpc_nodes, up, strict=True) if not ok]
+    if not down:
+        return message
+    return f"RPC node {', '.join(down)} stopped answering ({message})"

@@ -14,6 +14,7 @@ from typing import Any
 
 import llama_cpp.llama_cpp as lc
 
+from app.engine import rpc
 from app.engine.backends import register_backends
 from app.engine.memory import LlamaLog
 from app.engine.schema import WorkerSpec
@@ -65,6 +66,9 @@ class LlamaModel:
         lc.llama_backend_init()
         mparams = lc.llama_model_default_params()
         mparams.n_gpu_layers = spec.n_gpu_layers
+        self._keep: list[Any] = []  # ctypes arrays the model params point to
+        if spec.rpc_nodes:
+            self._use_nodes(spec, mparams)
         mparams.load_mode = lc.LLAMA_LOAD_MODE_MMAP if spec.use_mmap else lc.LLAMA_LOAD_MODE_NONE
 
         @lc.llama_progress_callback  # type: ignore[untyped-decorator]
@@ -82,6 +86,8 @@ class LlamaModel:
         except BaseException:
             self.close()
             raise
+        if spec.rpc_nodes:
+            logger.info("keepalive on %d node connection(s)", rpc.tighten_keepalive(spec.rpc_nodes))
         self.vocab: Any = lc.llama_model_get_vocab(self.model)
         self.n_vocab = int(lc.llama_vocab_n_tokens(self.vocab))
         self.n_ctx_train = int(lc.llama_model_n_ctx_train(self.model))
@@ -96,6 +102,38 @@ class LlamaModel:
         self.eog_tokens = self._eog_tokens()
         self._pieces: dict[int, bytes] = {}
         self._piece_buf = ctypes.create_string_buffer(256)
+
+    def _use_nodes(self, spec: WorkerSpec, mparams: Any) -> None:
+        """Devices = the nodes' (then this box's offload device): llama.cpp's own order."""
+        try:
+            ggml = rpc.Ggml(rpc.libggml())
+            per_node = rpc.connect_nodes(ggml, spec.rpc_nodes)
+        except rpc.RpcError as exc:
+            raise ModelLoadError(str(exc)) from exc
+        shares = list(spec.tensor_split)
+        groups = [list(devs) for devs in per_node]
+        if spec.nodes_first:
+            local = rpc.local_offload_devices(ggml)
+            if not local:
+                raise ModelLoadError("no local GPU device for this box's share of the layers")
+            groups.append(local)
+        if len(shares) != len(groups):
+            raise ModelLoadError(f"tensor_split has {len(shares)} shares for {len(groups)} places")
+        handles: list[int] = []
+        split: list[float] = []
+        for share, devs in zip(shares, groups, strict=True):
+            handles += [d.handle for d in devs]
+            split += [share / len(devs)] * len(devs)  # keeps every place's layer boundaries
+        if len(handles) > int(lc.llama_max_devices()):
+            raise ModelLoadError(f"{len(handles)} devices exceed llama.cpp's maximum")
+        devices = (ctypes.c_void_p * (len(handles) + 1))(*handles, None)
+        tensor_split = (ctypes.c_float * int(lc.llama_max_devices()))(*split)
+        self._keep += [devices, tensor_split]
+        mparams.devices = ctypes.cast(devices, ctypes.c_void_p)
+        mparams.tensor_split = tensor_split
+        logger.info("split over %s: tensor_split %s, n_gpu_layers %d",
+                    ", ".join(d.name + "=" + d.description for g in groups for d in g),
+                    split, spec.n_gpu_layers)
 
     def _init_context(self, spec: WorkerSpec) -> None:
         threads = spec.n_threads or os.cpu_count() or 1

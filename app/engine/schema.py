@@ -32,6 +32,11 @@ class WorkerSpec:
     lib_path: str | None = None  # LLAMA_CPP_LIB_PATH for this worker
     cpu_variant: str | None = None  # llama.cpp CPU backend variant; None -> the worker chooses
     env: Mapping[str, str] = field(default_factory=dict)  # extra env for the worker
+    # RPC nodes (other boxes) holding part of the model: addresses, llama.cpp's tensor_split
+    # per device in device order, and that order (app/scheduler/split.py computes all three)
+    rpc_nodes: tuple[str, ...] = ()
+    tensor_split: tuple[float, ...] = ()
+    nodes_first: bool = False
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import re
 import socket
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,10 +29,16 @@ class Spawned:
 
 def worker_env(spec: WorkerSpec) -> dict[str, str]:
     """The front's environment plus the spec's, the library path and `app` importable."""
-    env = dict(os.environ)
-    env.update(spec.env)
-    if spec.lib_path:
-        env["LLAMA_CPP_LIB_PATH"] = spec.lib_path
+    return package_env(dict(os.environ), lib_path=spec.lib_path, extra=spec.env)
+
+
+def package_env(
+    env: dict[str, str], *, lib_path: str | None, extra: Mapping[str, str]
+) -> dict[str, str]:
+    """`env` plus `extra`, LLAMA_CPP_LIB_PATH and `app` importable (workers, `halo node`)."""
+    env.update(extra)
+    if lib_path:
+        env["LLAMA_CPP_LIB_PATH"] = lib_path
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(_PACKAGE_ROOT) + (os.pathsep + path if path else "")
     return env

@@ -1,0 +1,112 @@
+"""Cluster benchmark (issue 15): the cost of llama.cpp's RPC hop on the test model.
+
+Two `halo node` processes on loopback (CPU devices), and the same model loaded by a worker
+(EngineClient, as halo serve does) three ways: local only, split this box + one node, split
+this box + two nodes (equal thirds). For each: prompt tokens/s and decode tokens/s of one
+stream (temperature 0, EOS ignored) and whether its text equals the local one.
+
+    python -m bench.cluster [--tokens 128] [--runs 3] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from app.catalog.gguf import read_model
+from app.engine.client import EngineClient, Finished, GenerateRequest, TextDelta, WorkerSpec
+from app.hardware.nodes import query_node
+from app.scheduler.split import plan
+from bench.servers import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+MODEL = REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+PROMPT = ("Write a long story about a lighthouse keeper who finds a message in a bottle. "
+          "Describe the sea, the weather and the keeper's thoughts in detail.")
+
+
+@contextmanager
+def node(threads: int) -> Iterator[str]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "app", "node", "--host", "127.0.0.1", "--port", str(port),
+           "--backend", "cpu", "--threads", str(threads)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    address = f"127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            if asyncio.run(query_node(address, timeout=1)).ok:
+                break
+            time.sleep(0.2)
+        else:
+            raise RuntimeError(f"node {address} did not start")
+        yield address
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def spec_for(nodes: list[str], threads: int) -> WorkerSpec:
+    base = WorkerSpec("bench", MODEL, n_ctx=1024, parallel=1, n_threads=threads)
+    if not nodes:
+        return base
+    n_layer = read_model(MODEL).info.block_count or 0
+    split = plan(n_layer, nodes, [1.0] * (len(nodes) + 1), local_offload=False)
+    return WorkerSpec("bench", MODEL, n_ctx=1024, parallel=1, n_threads=threads,
+                      n_gpu_layers=split.n_gpu_layers, rpc_nodes=split.nodes,
+                      tensor_split=split.tensor_split)
+
+
+async def run(spec: WorkerSpec, tokens: int, runs: int) -> dict[str, Any]:
+    engine = await EngineClient.start(spec)
+    try:
+        pp, tg, texts = [], [], []
+        for i in range(runs + 1):  # the first run warms up
+            req = GenerateRequest(f"r{i}", messages=[{"role": "user", "content": PROMPT}],
+                                  max_tokens=tokens, temperature=0, ignore_eos=True)
+            text = ""
+            async for event in engine.generate(req):
+                if isinstance(event, TextDelta):
+                    text += event.text
+                elif isinstance(event, Finished) and i:
+                    pp.append(event.prompt_tokens / (event.prompt_ms / 1000))
+                    tg.append((event.completion_tokens - 1) / (event.decode_ms / 1000))
+            texts.append(text)
+        return {"prompt_tps": round(statistics.median(pp), 1),
+                "decode_tps": round(statistics.median(tg), 1), "text": texts[-1]}
+    finally:
+        await engine.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    rows = []
+    with ExitStack() as stack:
+        nodes = [stack.enter_context(node(args.threads)) for _ in range(2)]
+        local = None
+        for label, used in (("local", []), ("local + 1 node", nodes[:1]),
+                            ("local + 2 nodes", nodes)):
+            result = asyncio.run(run(spec_for(used, args.threads), args.tokens, args.runs))
+            local = local or result["text"]
+            rows.append({"setup": label, "prompt_tps": result["prompt_tps"],
+                         "decode_tps": result["decode_tps"],
+                         "same_text_as_local": result["text"] == local})
+    print(json.dumps({"model": MODEL.name, "tokens": args.tokens, "runs": args.runs,
+                      "threads_per_process": args.threads, "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
