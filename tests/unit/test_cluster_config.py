@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from app.api.auth import is_loopback
 from app.catalog.catalog import Defaults, scan
 from app.config import load_settings
 from app.hardware.nodes import NodeAddressError, parse_address
-from app.node_cmd import is_loopback
 from tests.conftest import SMOLLM, _require
 
 
