@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import statistics
 import subprocess
@@ -35,10 +36,12 @@ PROMPT = ("Write a long story about a lighthouse keeper who finds a message in a
 
 
 @contextmanager
-def node(threads: int) -> Iterator[str]:
+def node(threads: int, cpu_variant: str | None) -> Iterator[str]:
     port = free_port()
     cmd = [sys.executable, "-m", "app", "node", "--host", "127.0.0.1", "--port", str(port),
            "--backend", "cpu", "--threads", str(threads)]
+    if cpu_variant:
+        cmd += ["--cpu-variant", cpu_variant]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     address = f"127.0.0.1:{port}"
     try:
@@ -54,15 +57,15 @@ def node(threads: int) -> Iterator[str]:
         proc.wait(30)
 
 
-def spec_for(nodes: list[str], threads: int) -> WorkerSpec:
-    base = WorkerSpec("bench", MODEL, n_ctx=1024, parallel=1, n_threads=threads)
+def spec_for(nodes: list[str], threads: int, cpu_variant: str | None) -> WorkerSpec:
+    base = WorkerSpec("bench", MODEL, n_ctx=1024, parallel=1, n_threads=threads,
+                      cpu_variant=cpu_variant)
     if not nodes:
         return base
     n_layer = read_model(MODEL).info.block_count or 0
     split = plan(n_layer, nodes, [1.0] * (len(nodes) + 1), local_offload=False)
-    return WorkerSpec("bench", MODEL, n_ctx=1024, parallel=1, n_threads=threads,
-                      n_gpu_layers=split.n_gpu_layers, rpc_nodes=split.nodes,
-                      tensor_split=split.tensor_split)
+    return dataclasses.replace(base, n_gpu_layers=split.n_gpu_layers, rpc_nodes=split.nodes,
+                               tensor_split=split.tensor_split)
 
 
 async def run(spec: WorkerSpec, tokens: int, runs: int) -> dict[str, Any]:
@@ -91,14 +94,16 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--cpu-variant", default=None, help="force a CPU backend variant")
     args = parser.parse_args()
     rows = []
     with ExitStack() as stack:
-        nodes = [stack.enter_context(node(args.threads)) for _ in range(2)]
+        nodes = [stack.enter_context(node(args.threads, args.cpu_variant)) for _ in range(2)]
         local = None
         for label, used in (("local", []), ("local + 1 node", nodes[:1]),
                             ("local + 2 nodes", nodes)):
-            result = asyncio.run(run(spec_for(used, args.threads), args.tokens, args.runs))
+            spec = spec_for(used, args.threads, args.cpu_variant)
+            result = asyncio.run(run(spec, args.tokens, args.runs))
             local = local or result["text"]
             rows.append({"setup": label, "prompt_tps": result["prompt_tps"],
                          "decode_tps": result["decode_tps"],

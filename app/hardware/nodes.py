@@ -69,7 +69,7 @@ class NodeInfo:
     def describe(self) -> str:
         if self.ok:
             return (f"{self.address}: ok, rpc {self.version}, {len(self.devices)} device(s), "
-                    f"{self.free_bytes / 2**30:.1f} GiB free of {self.total_bytes / 2**30:.1f}")
+                    f"{self.free_bytes / 2**30:.2f} GiB free of {self.total_bytes / 2**30:.2f}")
         return f"{self.address}: {self.status}" + (f" ({self.error})" if self.error else "")
 
     def to_dict(self) -> dict[str, Any]:
