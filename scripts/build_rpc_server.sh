@@ -12,10 +12,10 @@
 # GGML_CPU=OFF: no CPU kernels, about a minute). bin/ then holds symlinks to the venv's
 # libggml-base/libggml/libggml-rpc and backend modules. rpc-server calls
 # ggml_backend_load_all(), which picks the best-scoring libggml-cpu-<variant>.so in the
-# executable's directory (and the current directory, so the wrapper runs it from bin/): the AMX
-# variant (sapphirerapids) is
-# left out, because CPUs that advertise AMX without the kernel enabling it die with SIGILL on
-# the first large batch. HALO_RPC_AMX=1 links it too, on a box where AMX is known to work.
+# executable's directory (and the current directory, so the wrapper runs it from bin/). The AMX
+# variant (sapphirerapids) is linked only when halo's AMX check (app/hardware/amx.py) sees tile
+# instructions execute: CPUs that advertise AMX without the kernel enabling it die with SIGILL
+# on the first large batch. HALO_RPC_AMX=0/1 overrides the check.
 #
 # Environment: HALO_RPC_DIR (default <repo>/.cache/rpc), LLAMA_CPP_VERSION (0.3.36),
 # LLAMA_CPP_SDIST (a local sdist instead of `pip download`), PYTHON (default .venv/bin/python),
@@ -65,7 +65,12 @@ if [[ ! -x $BUILD/bin/ggml-rpc-server ]]; then
     cmake --build "$BUILD" --target ggml-rpc-server -j "$JOBS" >/dev/null
 fi
 
-step "install into $BIN (libraries from $LIBDIR)"
+if [[ -z ${HALO_RPC_AMX:-} ]]; then
+    HALO_RPC_AMX=0
+    if (cd "$ROOT" && "$PYTHON" -c 'import sys; from app.hardware.amx import check_amx
+sys.exit(0 if check_amx().usable else 1)') 2>/dev/null; then HALO_RPC_AMX=1; fi
+fi
+step "install into $BIN (libraries from $LIBDIR; AMX variant: $HALO_RPC_AMX)"
 rm -rf "$BIN"
 mkdir -p "$BIN"
 cp "$BUILD/bin/ggml-rpc-server" "$BIN/rpc-server.bin"
