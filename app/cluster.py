@@ -39,6 +39,10 @@ class Cluster:
             out[node.address] = node.free_bytes if node.ok else 0
         return out
 
+    @property
+    def node_budgets(self) -> dict[str, int]:
+        return {address: budget for address, budget in self.budgets.items() if address != LOCAL}
+
     def plan_for(self, entry: ModelEntry) -> SplitPlan | None:
         if not entry.nodes:
             return None

@@ -107,8 +107,10 @@ def create_app(
         engine_factory or _start_worker,
         lambda entry: cluster.spec(worker_spec(settings, choice, entry, cpu_variant), entry),
         lambda entry: estimate_entry(choice, entry),
-        Limits(budget=report.pool.budget_bytes, max_waiting=settings.max_waiting),
+        Limits(budget=report.pool.budget_bytes, max_waiting=settings.max_waiting,
+               node_budgets=tuple(cluster.node_budgets.items())),
         metrics,
+        split_for=cluster.split,
     )
     generation = GenerationService(catalog, scheduler, metrics,
                                    commit_seconds=settings.stream_commit_seconds)

@@ -59,6 +59,12 @@ class Metrics:
                                     "/ measured after the last load.", ["model"], registry=r)
         self.pool = Gauge("halo_memory_pool_bytes", "The memory budget and its use.", ["kind"],
                           registry=r)
+        self.node_memory = Gauge("halo_memory_node_bytes", "Per node (this box = \"local\", "
+                                 "RPC nodes by address): its budget and the reservations on "
+                                 "it.", ["node", "kind"], registry=r)
+        self.model_node_memory = Gauge("halo_model_node_memory_bytes", "Bytes a model split "
+                                       "over RPC nodes needs on each node.", ["model", "node"],
+                                       registry=r)
         self.backend = Gauge("halo_backend_info", "The chosen llama.cpp backend.",
                              ["backend", "devices"], registry=r)
 

@@ -17,12 +17,17 @@ async def system(state: StateDep) -> dict[str, Any]:
     ledger = [
         {"model": s.entry.id, "status": s.status, "reserved_bytes": s.reserved,
          "estimate_bytes": s.estimate.total, "measured_bytes": s.measured or None,
-         "estimate": s.estimate.describe(), "pinned": s.entry.pinned}
+         "estimate": s.estimate.describe(), "pinned": s.entry.pinned,
+         "nodes": s.nodes or None}
         for s in scheduler.states()
     ]
+    nodes = [{"node": node, "budget_bytes": budget, "reserved_bytes": reserved,
+              "free_bytes": budget - reserved}
+             for node, (budget, reserved) in scheduler.nodes().items()]
     budget = scheduler.limits.budget
     return {
         "probe": state.probe.to_dict(),
         "memory": {"budget_bytes": budget, "reserved_bytes": scheduler.reserved,
-                   "free_bytes": budget - scheduler.reserved, "ledger": ledger},
+                   "free_bytes": budget - scheduler.reserved, "ledger": ledger,
+                   "nodes": nodes},
     }

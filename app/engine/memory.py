@@ -15,6 +15,8 @@ LOG_CONT = 5
 
 _MIB = 1024 * 1024
 _BUFFER_RE = re.compile(r"\b(model|KV|RS|state|compute|output) buffer size =\s*([\d.]+) MiB")
+# buffers on an RPC node are named "RPC<device>[<host:port>]" (ggml-rpc.cpp)
+_RPC_BUFFER_RE = re.compile(r"\bRPC\d+\[([^\]]+)\]\s+(?:\w+\s+)?\w+ buffer size =")
 _DEVICE_RE = re.compile(r"using device (\S+)")
 _KIND = {
     "model": "model",
@@ -28,11 +30,13 @@ _KIND = {
 
 @dataclass
 class BufferSizes:
-    """Bytes of the buffers llama.cpp allocated (summed over devices)."""
+    """Bytes of the buffers llama.cpp allocated on this box (summed over its devices), and on
+    each RPC node (by address)."""
 
     model: int = 0
     kv: int = 0  # KV cache, recurrent state
     compute: int = 0  # compute (scheduler) buffers + logits output buffer
+    nodes: dict[str, int] = field(default_factory=dict)
 
 
 def parse_buffer_line(line: str, sizes: BufferSizes) -> None:
@@ -40,8 +44,13 @@ def parse_buffer_line(line: str, sizes: BufferSizes) -> None:
     m = _BUFFER_RE.search(line)
     if m is None:
         return
+    size = round(float(m.group(2)) * _MIB)
+    node = _RPC_BUFFER_RE.search(line)
+    if node is not None:
+        sizes.nodes[node.group(1)] = sizes.nodes.get(node.group(1), 0) + size
+        return
     kind = _KIND[m.group(1)]
-    setattr(sizes, kind, getattr(sizes, kind) + round(float(m.group(2)) * _MIB))
+    setattr(sizes, kind, getattr(sizes, kind) + size)
 
 
 @dataclass

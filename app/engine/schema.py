@@ -55,6 +55,7 @@ class LoadReport:
     rss_bytes: int
     has_chat_template: bool
     backend_devices: tuple[str, ...]
+    node_bytes: tuple[tuple[str, int], ...] = ()  # buffers on each RPC node (not in the above)
     cpu_variant: str | None = None  # the llama.cpp CPU backend module in use
 
 

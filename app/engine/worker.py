@@ -101,6 +101,7 @@ def _load(spec: WorkerSpec, sender: _Sender, log: LlamaLog) -> DecodeLoop | None
                 rss_bytes=rss_bytes(),
                 has_chat_template=bool(spec.chat_template or model.chat_template),
                 backend_devices=log.backend_devices(),
+                node_bytes=tuple(sorted(sizes.nodes.items())),
                 cpu_variant=model.backends.cpu_variant,
             )
         )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from app.scheduler import events as ev
-from app.scheduler.policy import ModelView, Status, decide, fewest
+from app.scheduler.policy import GIB, Decision, ModelView, Status, decide, fewest
 
 _MAX_STEPS = 10_000  # a dispatch that keeps changing state this often is a bug
 
@@ -76,12 +76,13 @@ class ModelState:
     failures: int
     retry_at: float | None
     expires_at: float | None  # when the idle TTL unloads it (None: busy, pinned or no TTL)
+    nodes: tuple[tuple[str, int], ...] = ()  # bytes on each RPC node (reserved iff reserved)
 
 
 class Core:
     def __init__(self, specs: Iterable[ev.ModelSpec], limits: ev.Limits) -> None:
         self.limits = limits
-        self.budgets: dict[str, int] = {ev.LOCAL: limits.budget}
+        self.budgets: dict[str, int] = {ev.LOCAL: limits.budget, **dict(limits.node_budgets)}
         self._models: dict[str, _Model] = {s.model_id: _Model(s, s.need) for s in specs}
         self._waiters: list[_Waiter] = []  # oldest first
         self._leases: dict[int, _Lease] = {}
@@ -98,7 +99,19 @@ class Core:
         return None if m is None or m.removed else self._snapshot(m)
 
     def reserved(self, node: str = ev.LOCAL) -> int:
-        return sum(m.reserved for m in self._models.values() if m.spec.node == node)
+        return sum(self._on(m, node)[1] for m in self._models.values())
+
+    @staticmethod
+    def _on(m: _Model, node: str) -> tuple[int, int]:
+        """(need, reserved) of a model on one node; a split model holds its share of every
+        node it uses while it holds its own node's reservation."""
+        if node == m.spec.node:
+            return m.need, m.reserved
+        need = dict(m.spec.nodes).get(node, 0)
+        return need, need if m.reserved else 0
+
+    def _places(self, m: _Model) -> list[str]:
+        return [m.spec.node, *(node for node, _ in m.spec.nodes)]
 
     def waiting(self) -> int:
         return sum(1 for w in self._waiters if w.kind == "lease")
@@ -127,24 +140,61 @@ class Core:
             reserved=m.reserved, measured=m.measured, active=m.active, waiting=waiting,
             pinned=m.spec.pinned, last_used=m.last_used, loaded_at=m.loaded_at, epoch=m.epoch,
             failure=m.failure, failures=m.failures, retry_at=m.retry_at, expires_at=expires,
+            nodes=m.spec.nodes,
         )
 
-    def _views(self, node: str) -> dict[str, ModelView]:
+    def _views(self, node: str, target: str | None = None) -> dict[str, ModelView]:
+        """The models on `node`. An RPC node serves one client at a time, so for the `target`'s
+        admission any other model holding it counts as holding all of it."""
         queued: dict[str, list[float]] = {}
         for w in self._waiters:
             if w.kind != "unload":
                 queued.setdefault(w.model, []).append(w.arrival)
-        return {
-            m.spec.model_id: ModelView(
-                model_id=m.spec.model_id, status=m.status, reserved=m.reserved, need=m.need,
+        views = {}
+        for m in self._models.values():
+            if node not in self._places(m):
+                continue
+            need, reserved = self._on(m, node)
+            if node != ev.LOCAL and reserved and m.spec.model_id != target:
+                reserved = max(reserved, self.budgets.get(node, 0))
+            views[m.spec.model_id] = ModelView(
+                model_id=m.spec.model_id, status=m.status, reserved=reserved, need=need,
                 active=m.active, queued=len(queued.get(m.spec.model_id, ())),
                 last_used=m.last_used, pinned=m.spec.pinned,
                 waiting_since=min(queued.get(m.spec.model_id, ()), default=None),
                 loaded_at=m.loaded_at,
             )
-            for m in self._models.values()
-            if m.spec.node == node
-        }
+        return views
+
+    def _decide(self, m: _Model, now: float) -> Decision:
+        """policy.decide on every node the model uses, merged: refused if refused anywhere
+        (with the sizes per node), else wait if any node must wait, else load; the evictions
+        and drains of all nodes together."""
+        model_id = m.spec.model_id
+        decisions = [(node, decide(model_id, self._views(node, model_id),
+                                   self.budgets.get(node, 0), now=now,
+                                   swap_after=self.limits.swap_after))
+                     for node in self._places(m)]
+        if len(decisions) == 1:
+            return decisions[0][1]
+        refused = [(node, d) for node, d in decisions if d.action == "refuse"]
+        if refused:
+            sizes = ", ".join(f"{node} {self._on(m, node)[0] / GIB:.2f} GiB of "
+                              f"{self.budgets.get(node, 0) / GIB:.2f}"
+                              for node in self._places(m))
+            reasons = "; ".join(f"{node}: {d.reason}" for node, d in refused)
+            return Decision("refuse", reason=f"{reasons} (needs per node: {sizes})")
+        first = decisions[0][1]
+        if first.action in ("serve", "join"):
+            return first  # decided by the model's own status, the same on every node
+        evict = tuple(dict.fromkeys(x for _, d in decisions for x in d.evict))
+        drain = tuple(dict.fromkeys(x for _, d in decisions for x in d.drain))
+        waits = [d for _, d in decisions if d.action == "wait"]
+        if waits:
+            retry = [d.retry_at for d in waits if d.retry_at is not None]
+            return Decision("wait", evict, drain, reason=waits[0].reason,
+                            retry_at=min(retry, default=None))
+        return Decision("load", evict, drain)
 
     # ---- events ----------------------------------------------------------------------------
 
@@ -390,9 +440,7 @@ class Core:
                 out.append(ev.Reject(w.rid, w.model, "backoff", self._backoff_message(m, now),
                                      retry_after=m.retry_at - now))
                 return True
-            budget = self.budgets[m.spec.node]
-            d = decide(w.model, self._views(m.spec.node), budget, now=now,
-                       swap_after=self.limits.swap_after)
+            d = self._decide(m, now)
             if d.action != "serve":
                 w.slot_since = None
             if d.action == "serve":

@@ -13,7 +13,7 @@ import contextlib
 import itertools
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,9 +65,26 @@ class ModelInfo:
     def active(self) -> int:
         return self.state.active
 
+    @property
+    def nodes(self) -> dict[str, int]:
+        """Bytes needed per node, this box ("local") first; {} for a model on this box only."""
+        if not self.state.nodes:
+            return {}
+        return {self.state.node: self.state.need, **dict(self.state.nodes)}
 
-def _spec(entry: ModelEntry, estimate: MemoryEstimate) -> ev.ModelSpec:
-    return ev.ModelSpec(entry.id, estimate.total, entry.parallel, entry.pinned, entry.ttl)
+
+SplitFor = Callable[[ModelEntry, MemoryEstimate], Mapping[str, int]]
+"""The estimate divided among this box (ev.LOCAL) and the model's RPC nodes."""
+
+
+def _spec(entry: ModelEntry, estimate: MemoryEstimate,
+          split_for: SplitFor | None = None) -> ev.ModelSpec:
+    split = dict(split_for(entry, estimate)) if split_for and entry.nodes else {}
+    if not split:
+        return ev.ModelSpec(entry.id, estimate.total, entry.parallel, entry.pinned, entry.ttl)
+    local = split.pop(ev.LOCAL, 0)
+    return ev.ModelSpec(entry.id, local, entry.parallel, entry.pinned, entry.ttl,
+                        nodes=tuple(split.items()))
 
 
 class Scheduler:
@@ -82,8 +99,10 @@ class Scheduler:
         limits: Limits,
         metrics: Metrics,
         clock: Clock | None = None,
+        split_for: SplitFor | None = None,
     ) -> None:
         self.limits = limits
+        self._split_for = split_for
         self._factory = engine_factory
         self._spec_for = spec_for
         self._estimate_for = estimate_for
@@ -93,8 +112,8 @@ class Scheduler:
         self._estimates: dict[str, MemoryEstimate] = {}
         for entry in catalog:
             self._add_entry(entry)
-        self._core = Core((_spec(self._entries[k], self._estimates[k]) for k in self._entries),
-                          limits)
+        self._core = Core((_spec(self._entries[k], self._estimates[k], split_for)
+                           for k in self._entries), limits)
         self._engines: dict[str, tuple[int, Engine]] = {}
         self._grants: dict[int, asyncio.Future[Engine]] = {}
         self._answers: dict[int, asyncio.Future[bool]] = {}
@@ -107,13 +126,18 @@ class Scheduler:
         self._closed = False
         self._forgotten = asyncio.Event()  # set (and replaced) whenever a model is forgotten
         metrics.pool.labels("budget").set(limits.budget)
+        for node, budget in self._core.budgets.items():
+            metrics.node_memory.labels(node, "budget").set(budget)
         self._publish()
 
     def _add_entry(self, entry: ModelEntry) -> ev.ModelSpec:
         estimate = self._estimate_for(entry)
         self._entries[entry.id], self._estimates[entry.id] = entry, estimate
         self._metrics.memory.labels(entry.id, "estimated").set(estimate.total)
-        return _spec(entry, estimate)
+        spec = _spec(entry, estimate, self._split_for)
+        for node, need in ((ev.LOCAL, spec.need), *spec.nodes) if spec.nodes else ():
+            self._metrics.model_node_memory.labels(entry.id, node).set(need)
+        return spec
 
     # ---- views -----------------------------------------------------------------------------
 
@@ -129,6 +153,11 @@ class Scheduler:
     @property
     def reserved(self) -> int:
         return self._core.reserved()
+
+    def nodes(self) -> dict[str, tuple[int, int]]:
+        """Every node's (budget, reserved): this box ("local") first, then the RPC nodes."""
+        return {node: (budget, self._core.reserved(node))
+                for node, budget in self._core.budgets.items()}
 
     def _info(self, s: ModelState) -> ModelInfo:
         now = self._clock.now()
@@ -296,6 +325,8 @@ class Scheduler:
     def _publish(self) -> None:
         m = self._metrics
         m.pool.labels("reserved").set(self._core.reserved())
+        for node in self._core.budgets:
+            m.node_memory.labels(node, "reserved").set(self._core.reserved(node))
         for s in self._core.models():
             m.loaded.labels(s.model_id).set(1 if s.status == "loaded" else 0)
             m.memory.labels(s.model_id, "reserved").set(s.reserved)
@@ -327,8 +358,9 @@ class Scheduler:
         """What the worker uses: max(its buffers + the process overhead, its RSS)."""
         estimate = self._estimates[model_id]
         r = engine.report
-        measured = max(r.model_bytes + r.kv_bytes + r.compute_bytes + estimate.overhead,
-                       r.rss_bytes)
+        measured = r.model_bytes + r.kv_bytes + r.compute_bytes + estimate.overhead
+        if not r.node_bytes:  # split: the RSS also maps the weights sent to the nodes
+            measured = max(measured, r.rss_bytes)
         error = (estimate.total - measured) / measured if measured else 0.0
         self._metrics.memory.labels(model_id, "measured").set(measured)
         self._metrics.estimate_error.labels(model_id).set(error)
@@ -377,7 +409,8 @@ class Scheduler:
 def _served(entry: ModelEntry) -> tuple[object, ...]:
     """What a loaded worker was started with: a change means reloading."""
     return (entry.path, entry.file, entry.n_ctx, entry.parallel, entry.n_batch,
-            entry.chat_template, entry.cache_type_k, entry.cache_type_v)
+            entry.chat_template, entry.cache_type_k, entry.cache_type_v, entry.nodes,
+            entry.tensor_split)
 
 
 def _error(r: ev.Reject) -> errors.HaloError:

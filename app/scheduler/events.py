@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 LOCAL = "local"
-"""The node of every model until models can span nodes (issue 15): budgets are keyed by node."""
+"""This box. Other nodes are RPC servers (`halo node`) named by their host:port address."""
 
 StopReason = Literal["memory", "ttl", "api", "removed"]
 RejectCode = Literal[
@@ -29,16 +29,20 @@ class ModelSpec:
     """What the core knows of a catalog model."""
 
     model_id: str
-    need: int  # estimated bytes when loaded
+    need: int  # estimated bytes when loaded (on `node`)
     slots: int  # sequences the worker runs at once (`parallel`)
     pinned: bool = False
     ttl: float = 300.0  # idle seconds before unloading; 0 = never
     node: str = LOCAL
+    # a model split over RPC nodes: the bytes it needs on each of them (held while it holds
+    # `need` on its own node)
+    nodes: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
 class Limits:
     budget: int  # bytes of the local node's pool
+    node_budgets: tuple[tuple[str, int], ...] = ()  # RPC nodes: address -> bytes it offers
     max_waiting: int = 64  # requests waiting for a model or slot before 503
     slot_wait: float = 60.0  # seconds a request waits for free slots of a loaded model, then 429
     swap_after: float = 10.0  # ping-pong guard (policy.decide)

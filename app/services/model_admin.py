@@ -44,5 +44,9 @@ async def running(scheduler: Scheduler, backend: str) -> list[dict[str, Any]]:
             "requests_queued": stats.requests_queued if stats else None,
             "idle_since": idle_since,
             "expires_at": expires,
+            # split over RPC nodes: per node, bytes reserved and measured (llama.cpp buffers)
+            "nodes": {node: {"reserved_bytes": need,
+                             "measured_bytes": dict(report.node_bytes).get(node)}
+                      for node, need in model.nodes.items()},
         })
     return out
