@@ -105,7 +105,8 @@ def plan(n_layer: int, nodes: Sequence[str], shares: Sequence[float], *,
 
 def split_memory(file: ModelFile, est: MemoryEstimate, split: SplitPlan) -> dict[str, int]:
     """The estimate divided among the places: each layer's tensors and KV/recurrent share go
-    where the layer goes, input embeddings stay local, every node also needs a compute buffer,
+    where the layer goes, input embeddings stay local (with tied embeddings the output layer's
+    place holds a second copy, as llama.cpp makes one), every node also needs a compute buffer,
     the process overhead is local."""
     n_layer = file.info.block_count or 0
     per_layer = [0] * (n_layer + 1)
@@ -116,6 +117,9 @@ def split_memory(file: ModelFile, est: MemoryEstimate, split: SplitPlan) -> dict
             local_extra += t.n_bytes  # token embeddings and other non-layer tensors
         else:
             per_layer[il] += t.n_bytes
+    names = {t.name: t.n_bytes for t in file.tensors}
+    if "output.weight" not in names:  # tied embeddings: the output layer gets its own copy
+        per_layer[n_layer] += names.get("token_embd.weight", 0)
     out = dict.fromkeys(split.places, 0)
     trunk = max(n_layer, 1)
     for il in range(n_layer + 1):
@@ -129,8 +133,7 @@ def split_memory(file: ModelFile, est: MemoryEstimate, split: SplitPlan) -> dict
     for place in split.places:
         if place == LOCAL or out[place]:
             out[place] += est.compute
-    weights_assigned = sum(per_layer) + local_extra
-    out[LOCAL] += max(0, est.weights - weights_assigned)
+    out[LOCAL] += max(0, est.weights - sum(t.n_bytes for t in file.tensors))
     return out
 
 

@@ -21,7 +21,11 @@ from tests.conftest import SMOLLM, _require
 from tests.e2e.nodes import Node, halo_node
 from tests.e2e.server import Server, halo_server
 
-NODE_MEM = 256 << 20
+MIB = 1 << 20
+NODE_MEM = 256 * MIB
+# the local pool: `local` (~640 MiB) or `split` (~590 MiB here) or `wide` (~740 MiB here, ~870
+# MiB in all) fit, but not two of them; `huge` needs ~490 MiB on a node (see app/cluster.py)
+BUDGET = 800 * MIB
 PROMPT = [{"role": "user", "content": "Name three colours of the rainbow."}]
 
 
@@ -46,7 +50,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, 
     tmp = tmp_path_factory.mktemp("cluster")
     with halo_node(tmp, mem="256MiB") as a, halo_node(tmp, mem="256MiB") as b:
         root = write_models(tmp / "models", [a.address, b.address])
-        args = ["--node", a.address, "--node", b.address, "--memory-budget", "1100MiB",
+        args = ["--node", a.address, "--node", b.address, "--memory-budget", str(BUDGET),
                 "--backend", "cpu", "--n-threads", "1"]
         with halo_server(root, tmp, args) as server:
             yield server, [a, b]
@@ -87,6 +91,38 @@ def test_split_answer_is_token_identical_to_local(cluster: tuple[Server, list[No
     running = httpx.get(server.url + "/models/running", timeout=10).json()["data"]
     split_row = next(r for r in running if r["id"] == "split")
     assert set(split_row["nodes"]) == {"local", *(n.address for n in nodes)}
+    for node in nodes:  # llama.cpp's buffers on each node, next to the ledger's estimate
+        on_node = split_row["nodes"][node.address]
+        assert 0 < on_node["measured_bytes"] <= on_node["reserved_bytes"]
+
+
+def test_ledger_has_a_budget_per_node_and_admits_on_every_node(
+        cluster: tuple[Server, list[Node]]) -> None:
+    server, nodes = cluster
+    # `wide` does not fit this box alone (its estimate exceeds the budget) but fits with the
+    # nodes counted: admitted, and reserved on all three
+    catalog = {m["model"]: m for m in
+               httpx.get(server.url + "/system", timeout=10).json()["memory"]["ledger"]}
+    wide_need = catalog["wide"]["estimate_bytes"]
+    assert wide_need > BUDGET
+    assert chat(server, "wide", 4).status_code == 200
+    memory = httpx.get(server.url + "/system", timeout=10).json()["memory"]
+    budgets = {n["node"]: n for n in memory["nodes"]}
+    assert list(budgets) == ["local", *(n.address for n in nodes)]
+    assert budgets["local"]["budget_bytes"] == BUDGET
+    assert all(budgets[n.address]["budget_bytes"] == NODE_MEM for n in nodes)
+    wide = next(m for m in memory["ledger"] if m["model"] == "wide")
+    for node, need in wide["nodes"].items():
+        assert need > 0
+        assert budgets[node]["reserved_bytes"] >= need
+    # `huge` needs more than a node offers: refused at once, with the sizes per node
+    refused = chat(server, "huge", 4)
+    assert refused.status_code == 503
+    error = refused.json()["error"]
+    assert error["code"] == "insufficient_memory"
+    for node in ("local", *(n.address for n in nodes)):
+        assert node in error["message"]
+    assert "needs per node" in error["message"]
 
 
 def _sse(server: Server, model: str, tokens: int) -> Iterator[dict[str, Any]]:
