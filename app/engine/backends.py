@@ -13,7 +13,7 @@ from pathlib import Path
 import llama_cpp.llama_cpp as lc
 
 from app.hardware.amx import check_amx
-from app.hardware.ggml_backends import BackendsLoaded, load_backends
+from app.hardware.ggml_backends import BackendsLoaded, load_backends, module_dir
 
 
 def lib_dir() -> Path:
@@ -26,4 +26,5 @@ def register_backends(cpu_variant: str | None) -> BackendsLoaded:
     """Load the chosen CPU variant (or choose one now) and the other backend modules."""
     if cpu_variant:
         return load_backends(lib_dir(), amx_usable=False, forced=cpu_variant)
-    return load_backends(lib_dir(), amx_usable=check_amx().usable)
+    libs = lib_dir()
+    return load_backends(libs, amx_usable=check_amx(libs, module_dir(libs)).usable)

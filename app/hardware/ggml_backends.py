@@ -36,8 +36,27 @@ class BackendLoadError(Exception):
 
 
 def module_dir(lib_dir: Path) -> Path:
-    """Where the backend modules of ``lib_dir``'s build live (they sit beside libggml)."""
+    """Where the backend modules of ``lib_dir``'s build live.
+
+    Beside libggml (halo's Vulkan build, Docker images), or, for a pip-installed
+    llama-cpp-python, in ``<site-packages>/bin``: ggml installs its modules to CMake's
+    ``bin`` directory, which scikit-build-core puts at the wheel's root.
+    """
+    for candidate in (lib_dir, lib_dir.parent.parent / "bin"):
+        if any(candidate.glob("libggml-cpu-*.so")):
+            return candidate
     return lib_dir
+
+
+def library_path(lib_dir: Path, name: str) -> Path:
+    """``lib<name>.so.0`` (the SONAME that libllama links) when present, else ``lib<name>.so``.
+
+    A wheel cannot hold symlinks, so pip installs ``libggml.so``, ``.so.0`` and ``.so.0.x`` as
+    separate copies: opening another copy than libllama's would give a second, empty backend
+    registry.
+    """
+    soname = lib_dir / f"lib{name}.so.0"
+    return soname if soname.exists() else lib_dir / f"lib{name}.so"
 
 
 def _bind(lib: ctypes.CDLL, name: str, restype: Any, argtypes: list[Any]) -> Any:
@@ -101,7 +120,7 @@ def cpu_features(ggml: ctypes.CDLL) -> dict[str, str]:
 def load_backends(lib_dir: Path, *, amx_usable: bool, forced: str | None = None) -> BackendsLoaded:
     """Register the chosen CPU variant and the other backend modules with ggml (once per
     process). Raises BackendLoadError when no CPU variant can be used."""
-    ggml = ctypes.CDLL(str(lib_dir / "libggml.so"), mode=ctypes.RTLD_GLOBAL)
+    ggml = ctypes.CDLL(str(library_path(lib_dir, "ggml")), mode=ctypes.RTLD_GLOBAL)
     reg_count = _bind(ggml, "ggml_backend_reg_count", ctypes.c_size_t, [])
     directory = module_dir(lib_dir)
     if reg_count() > 0 or not any(directory.glob("libggml-cpu-*.so")):
@@ -116,8 +135,9 @@ def load_backends(lib_dir: Path, *, amx_usable: bool, forced: str | None = None)
         raise BackendLoadError(f"ggml could not load the CPU variant {choice.name}")
     modules = [f"cpu-{choice.name}"]
     for filename in _OTHER_MODULES:
-        path = directory / filename
-        if path.exists() and load(str(path).encode()):
+        path = next((d / filename for d in (lib_dir, directory) if (d / filename).exists()),
+                    None)
+        if path is not None and load(str(path).encode()):
             modules.append(filename.removeprefix("libggml-").removesuffix(".so"))
     return BackendsLoaded(
         "modules", choice.name, choice.reasons,

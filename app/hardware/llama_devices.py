@@ -29,7 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from app.hardware.amx import check_amx
-from app.hardware.ggml_backends import BackendLoadError, load_backends
+from app.hardware.ggml_backends import (
+    BackendLoadError,
+    library_path,
+    load_backends,
+    module_dir,
+)
 
 # enum ggml_backend_dev_type in the vendored ggml/include/ggml-backend.h (0.3.36).
 DEVICE_TYPES = {0: "CPU", 1: "GPU", 2: "IGPU", 3: "ACCEL", 4: "META"}
@@ -61,13 +66,13 @@ def _text(raw: bytes | None) -> str:
 def enumerate_devices(lib_dir: Path, cpu_variant: str | None = None) -> dict[str, Any]:
     """Load the libraries of ``lib_dir`` and list ggml's backends and devices."""
     libs = {
-        name: ctypes.CDLL(str(lib_dir / f"lib{name}.so"), mode=ctypes.RTLD_GLOBAL)
+        name: ctypes.CDLL(str(library_path(lib_dir, name)), mode=ctypes.RTLD_GLOBAL)
         for name in LIBRARIES
     }
     ggml, llama = libs["ggml"], libs["llama"]
     vp, sz, cstr, bool_ = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_bool
     reg_count = _bind(ggml, "ggml_backend_reg_count", sz, [])
-    amx = check_amx()
+    amx = check_amx(lib_dir, module_dir(lib_dir))
     try:
         loaded = load_backends(lib_dir, amx_usable=amx.usable, forced=cpu_variant)
         cpu: dict[str, Any] = {"mode": loaded.mode, "variant": loaded.cpu_variant,

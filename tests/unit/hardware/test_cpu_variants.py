@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.hardware.amx import advertised, verdict_of
+from app.hardware.amx import advertised, check_amx, verdict_of
 from app.hardware.cpu_variants import AMX_VARIANTS, Variant, choose_variant, variant_name
+from app.hardware.ggml_backends import module_dir
+from app.hardware.llama_devices import find_lib_dir
 
 # Scores as ggml_backend_score() gives them on an AVX-512 + AMX Xeon (sapphirerapids-class)
 XEON = [Variant("x64", 1), Variant("sse42", 5), Variant("sandybridge", 21),
@@ -83,8 +86,25 @@ def test_amx_advertised_reads_the_flags() -> None:
 
 
 def test_amx_verdicts() -> None:
-    assert verdict_of(0, "executes\n").usable
+    assert verdict_of(0, "load_backend: ...\nexecutes\n").usable
     assert verdict_of(-signal.SIGILL, "").verdict == "sigill"
-    assert verdict_of(3, "arch_prctl errno 22").verdict == "refused"
+    assert verdict_of(4, "the variant has no AMX buffer type").verdict == "refused"
     assert verdict_of(-signal.SIGSEGV, "").verdict == "error"
     assert not verdict_of(1, "Traceback").usable
+
+
+def test_amx_check_on_this_machine_agrees_with_ggml(tmp_path: Path) -> None:
+    """The real check against the installed build: whatever it answers, the AMX variant is
+    usable only if ggml's own AMX kernel ran in the child (no SIGILL)."""
+    lib = find_lib_dir({})
+    assert lib is not None
+    modules = module_dir(lib)
+    check = check_amx(lib, modules)
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    if not advertised(cpuinfo):
+        assert check.verdict == "not_advertised"
+    else:
+        assert check.verdict in {"executes", "sigill", "refused", "not_installed"}, check
+    fake = tmp_path / "cpuinfo"
+    fake.write_text("processor : 0\nflags : fpu avx2\n")
+    assert check_amx(lib, modules, cpuinfo_path=fake).verdict == "not_advertised"
