@@ -121,7 +121,8 @@ def create_app(
     store = ModelStore(live, scheduler, lambda entry: estimate_entry(choice, entry),
                        hub=hub or HubClient, on_catalog=adopt)
     state = AppState(settings=settings, catalog=catalog, scheduler=scheduler, probe=report,
-                     metrics=metrics, generation=generation, store=store)
+                     metrics=metrics, generation=generation, store=store,
+                     nodes=cluster.nodes)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from app.catalog.catalog import Catalog
 from app.config import Settings
+from app.hardware.nodes import NodeInfo
 from app.hardware.probe import ProbeReport
 from app.metrics import Metrics
 from app.scheduler.driver import Scheduler
@@ -22,6 +23,7 @@ class AppState:
     metrics: Metrics
     generation: GenerationService
     store: ModelStore  # pull / fit / remove, and the live catalog behind `catalog`
+    nodes: tuple[NodeInfo, ...] = ()  # RPC nodes as probed at startup (their budgets)
 
     @property
     def backend(self) -> str:

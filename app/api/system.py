@@ -21,9 +21,15 @@ async def system(state: StateDep) -> dict[str, Any]:
          "nodes": s.nodes or None}
         for s in scheduler.states()
     ]
-    nodes = [{"node": node, "budget_bytes": budget, "reserved_bytes": reserved,
-              "free_bytes": budget - reserved}
-             for node, (budget, reserved) in scheduler.nodes().items()]
+    probed = {info.address: info for info in state.nodes}
+    nodes = []
+    for node, (budget, reserved) in scheduler.nodes().items():
+        row: dict[str, Any] = {"node": node, "budget_bytes": budget,
+                               "reserved_bytes": reserved, "free_bytes": budget - reserved}
+        info = probed.get(node)
+        if info is not None:  # an RPC node: what it answered at startup (its budget)
+            row.update(status=info.status, rpc_version=info.version, error=info.error)
+        nodes.append(row)
     budget = scheduler.limits.budget
     return {
         "probe": state.probe.to_dict(),

@@ -111,6 +111,7 @@ def test_ledger_has_a_budget_per_node_and_admits_on_every_node(
     assert list(budgets) == ["local", *(n.address for n in nodes)]
     assert budgets["local"]["budget_bytes"] == BUDGET
     assert all(budgets[n.address]["budget_bytes"] == NODE_MEM for n in nodes)
+    assert all(budgets[n.address]["status"] == "ok" for n in nodes)
     wide = next(m for m in memory["ledger"] if m["model"] == "wide")
     for node, need in wide["nodes"].items():
         assert need > 0
