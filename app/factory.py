@@ -98,6 +98,8 @@ def create_app(
                     extra={"path": str(problem.path), "reason": problem.reason})
     # the probe chose the CPU variant (AMX checked once); workers load exactly that one
     cpu_variant = report.llama.cpu.variant if report.llama and report.llama.cpu else None
+    if choice.lib_path and report.llama and choice.lib_path != report.llama.lib_dir:
+        cpu_variant = None  # workers load another build than the probe inspected: they choose
     metrics = Metrics()
     metrics.declare_models(entry.id for entry in catalog)
     devices = ",".join(d.name for d in report.llama.devices) if report.llama else ""

@@ -117,28 +117,43 @@ def cpu_features(ggml: ctypes.CDLL) -> dict[str, str]:
     return features
 
 
+def _load_others(load: Any, lib_dir: Path, directory: Path) -> list[str]:
+    """Register the GPU/RPC backend modules present; their names."""
+    loaded = []
+    for filename in _OTHER_MODULES:
+        path = next((d / filename for d in (lib_dir, directory) if (d / filename).exists()),
+                    None)
+        if path is not None and load(str(path).encode()):
+            loaded.append(filename.removeprefix("libggml-").removesuffix(".so"))
+    return loaded
+
+
 def load_backends(lib_dir: Path, *, amx_usable: bool, forced: str | None = None) -> BackendsLoaded:
     """Register the chosen CPU variant and the other backend modules with ggml (once per
     process). Raises BackendLoadError when no CPU variant can be used."""
     ggml = ctypes.CDLL(str(library_path(lib_dir, "ggml")), mode=ctypes.RTLD_GLOBAL)
     reg_count = _bind(ggml, "ggml_backend_reg_count", ctypes.c_size_t, [])
     directory = module_dir(lib_dir)
-    if reg_count() > 0 or not any(directory.glob("libggml-cpu-*.so")):
+    if reg_count() > 0:
         return BackendsLoaded("builtin", None, ("the backends are linked into this build",),
                               cpu_features=cpu_features(ggml))
+    load = _bind(ggml, "ggml_backend_load", ctypes.c_void_p, [ctypes.c_char_p])
+    single = lib_dir / "libggml-cpu.so"
+    if not any(directory.glob("libggml-cpu-*.so")) and single.exists():
+        # one CPU module (GGML_BACKEND_DL without GGML_CPU_ALL_VARIANTS): built for a fixed,
+        # host-independent baseline (GGML_NATIVE=OFF), so there is nothing to choose
+        if not load(str(single).encode()):
+            raise BackendLoadError("ggml could not load its CPU backend module")
+        modules = ["cpu", *_load_others(load, lib_dir, directory)]
+        return BackendsLoaded("modules", "cpu", ("the build has one CPU module",),
+                              modules=tuple(modules), cpu_features=cpu_features(ggml))
     variants = installed_variants(directory, amx_usable=amx_usable)
     choice: VariantChoice = choose_variant(variants, amx_usable=amx_usable, forced=forced)
     if choice.name is None:
         raise BackendLoadError("; ".join(choice.reasons))
-    load = _bind(ggml, "ggml_backend_load", ctypes.c_void_p, [ctypes.c_char_p])
     if not load(str(directory / f"libggml-cpu-{choice.name}.so").encode()):
         raise BackendLoadError(f"ggml could not load the CPU variant {choice.name}")
-    modules = [f"cpu-{choice.name}"]
-    for filename in _OTHER_MODULES:
-        path = next((d / filename for d in (lib_dir, directory) if (d / filename).exists()),
-                    None)
-        if path is not None and load(str(path).encode()):
-            modules.append(filename.removeprefix("libggml-").removesuffix(".so"))
+    modules = [f"cpu-{choice.name}", *_load_others(load, lib_dir, directory)]
     return BackendsLoaded(
         "modules", choice.name, choice.reasons,
         variants={v.name: v.score for v in variants}, skipped=choice.skipped,

@@ -112,7 +112,8 @@ def _cpu(cpu: CpuBackend | None) -> list[str]:
     else:
         variant = cpu.variant or "NONE USABLE"
         variant += "".join(f"\n- {r}" for r in cpu.reasons)
-        variant += "".join(f"\n  not {name}: {why}" for name, why in sorted(cpu.skipped.items()))
+        variant += "".join(f"\n  not {name}: {why}" for name, why in sorted(cpu.skipped.items())
+                           if not why.startswith("scores lower"))
     on = [name for name, value in cpu.features.items() if value == "1"]
     other = [f"{name}={value}" for name, value in cpu.features.items() if value not in ("1", "")]
     return [
