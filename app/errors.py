@@ -47,6 +47,12 @@ class ModelNotFound(HaloError):
     code = "model_not_found"
 
 
+class NotFound(HaloError):
+    """Something other than a model (a stored response) does not exist."""
+
+    code = "not_found"
+
+
 class ContextLengthExceeded(HaloError):
     code = "context_length_exceeded"
 

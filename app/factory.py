@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
@@ -14,7 +15,18 @@ from collections.abc import AsyncIterator, Callable
 from fastapi import Depends, FastAPI
 
 from app.api import admin as admin_api
-from app.api import errors, generate, health, hub_api, models, system
+from app.api import (
+    embeddings,
+    errors,
+    generate,
+    health,
+    hub_api,
+    messages,
+    models,
+    ollama,
+    responses,
+    system,
+)
 from app.api import metrics as metrics_api
 from app.api.auth import require_api_key
 from app.api.limits import BodyLimit
@@ -32,6 +44,7 @@ from app.scheduler.engine import Engine, EngineFactory
 from app.scheduler.estimate import MemoryEstimate, estimate
 from app.services.generation import GenerationService
 from app.services.model_store import ModelStore
+from app.services.response_store import ResponseStore
 from app.state import AppState
 
 log = logging.getLogger(__name__)
@@ -59,14 +72,22 @@ def worker_spec(settings: Settings, choice: BackendChoice, entry: ModelEntry,
         lib_path=choice.lib_path,
         cpu_variant=cpu_variant,
         env=dict(choice.env),
+        embedding=entry.embedding,
+        pooling=entry.pooling,
     )
 
 
 def estimate_entry(choice: BackendChoice, entry: ModelEntry) -> MemoryEstimate:
-    return estimate(entry.file, n_ctx=entry.n_ctx, parallel=entry.parallel,
-                    cache_type_k=entry.cache_type_k, cache_type_v=entry.cache_type_v,
-                    n_batch=entry.n_batch, n_ubatch=entry.n_batch,
-                    flash_attn=choice.flash_attn and choice.backend != "cpu")
+    # embedding mode: a batch holds a whole input (worker: n_batch >= n_ctx)
+    n_batch = max(entry.n_batch, entry.n_ctx) if entry.embedding else entry.n_batch
+    found = estimate(entry.file, n_ctx=entry.n_ctx, parallel=entry.parallel,
+                     cache_type_k=entry.cache_type_k, cache_type_v=entry.cache_type_v,
+                     n_batch=n_batch, n_ubatch=n_batch,
+                     flash_attn=choice.flash_attn and choice.backend != "cpu")
+    info = entry.file.info
+    if entry.embedding and info.metadata.get(f"{info.architecture}.attention.causal") is False:
+        found = dataclasses.replace(found, kv=0)  # an encoder keeps no KV cache
+    return found
 
 
 def run_probe(settings: Settings) -> ProbeReport:
@@ -124,7 +145,7 @@ def create_app(
                        hub=hub or HubClient, on_catalog=adopt)
     state = AppState(settings=settings, catalog=catalog, scheduler=scheduler, probe=report,
                      metrics=metrics, generation=generation, store=store,
-                     nodes=cluster.nodes)
+                     responses=ResponseStore(), nodes=cluster.nodes)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -153,7 +174,8 @@ def create_app(
     app.include_router(health.router)
     app.include_router(metrics_api.router)
     secured = [Depends(require_api_key)]
-    for router in (models.router, generate.router, admin_api.router, hub_api.router,
+    for router in (models.router, generate.router, responses.router, messages.router,
+                   embeddings.router, ollama.router, admin_api.router, hub_api.router,
                    system.router):
         app.include_router(router, dependencies=secured)
     return app

@@ -12,6 +12,7 @@ from app.metrics import Metrics
 from app.scheduler.driver import Scheduler
 from app.services.generation import GenerationService
 from app.services.model_store import ModelStore
+from app.services.response_store import ResponseStore
 
 
 @dataclass
@@ -23,6 +24,7 @@ class AppState:
     metrics: Metrics
     generation: GenerationService
     store: ModelStore  # pull / fit / remove, and the live catalog behind `catalog`
+    responses: ResponseStore  # stored Responses API responses (previous_response_id)
     nodes: tuple[NodeInfo, ...] = ()  # RPC nodes as probed at startup (their budgets)
 
     @property

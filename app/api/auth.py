@@ -20,8 +20,14 @@ def key_matches(presented: str, keys: list[str]) -> bool:
     return found
 
 
-def check_api_key(keys: list[str], authorization: str | None) -> None:
+def check_api_key(keys: list[str], authorization: str | None,
+                  x_api_key: str | None = None) -> None:
+    """`Authorization: Bearer <key>`, or Anthropic's `x-api-key: <key>`."""
     if not keys:
+        return
+    if x_api_key and not authorization:
+        if not key_matches(x_api_key.strip(), keys):
+            raise Unauthorized("invalid API key")
         return
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -32,7 +38,9 @@ def check_api_key(keys: list[str], authorization: str | None) -> None:
 
 async def require_api_key(request: Request) -> None:
     """FastAPI dependency for every route but /health."""
-    check_api_key(request.app.state.halo.settings.api_keys, request.headers.get("authorization"))
+    headers = request.headers
+    check_api_key(request.app.state.halo.settings.api_keys, headers.get("authorization"),
+                  headers.get("x-api-key"))
 
 
 def is_loopback(host: str) -> bool:

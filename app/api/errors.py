@@ -1,9 +1,14 @@
-"""One table: domain exception -> HTTP status + OpenAI error envelope."""
+"""One table: domain exception -> HTTP status + error envelope, per protocol family.
+
+OpenAI routes answer `{"error": {"message", "type", "param", "code"}}`; Anthropic's
+`/v1/messages*` answer `{"type": "error", "error": {"type", "message"}}` with its status
+codes (529 when overloaded); Ollama's `/api/*` answer `{"error": "message"}`.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,6 +24,7 @@ log = logging.getLogger(__name__)
 _STATUS: tuple[tuple[type[errors.HaloError], int, str], ...] = (
     (errors.Unauthorized, 401, "invalid_request_error"),
     (errors.ModelNotFound, 404, "invalid_request_error"),
+    (errors.NotFound, 404, "invalid_request_error"),
     (errors.ContextLengthExceeded, 400, "invalid_request_error"),
     (errors.InvalidRequest, 400, "invalid_request_error"),
     (errors.ModelBusy, 429, "rate_limit_error"),
@@ -53,10 +59,47 @@ ENGINE_CODES: dict[errors.EngineCode, tuple[int, str]] = {
 _UNION_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
 
 
+_ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error",
+                    403: "permission_error", 404: "not_found_error", 405: "not_found_error",
+                    413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error"}
+
+
+def family(path: str) -> str:
+    """The protocol family of a route: "anthropic", "ollama" or "openai"."""
+    if path.startswith("/v1/messages"):
+        return "anthropic"
+    if path.startswith("/api/"):
+        return "ollama"
+    return "openai"
+
+
 def envelope(
     message: str, type_: str, code: str | None, param: str | None = None
 ) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def anthropic_status(status: int) -> int:
+    return 529 if status == 503 else status
+
+
+def anthropic_envelope(status: int, message: str) -> dict[str, Any]:
+    type_ = _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else
+                                 "invalid_request_error")
+    return {"type": "error", "error": {"type": type_, "message": message}}
+
+
+def family_response(path: str, status: int, body: dict[str, Any],
+                    headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """Re-shape an OpenAI envelope for the family of `path`."""
+    kind = family(path)
+    message = str(body["error"]["message"])
+    if kind == "anthropic":
+        status = anthropic_status(status)
+        return JSONResponse(anthropic_envelope(status, message), status, headers=headers)
+    if kind == "ollama":
+        return JSONResponse({"error": message}, status, headers=headers)
+    return JSONResponse(body, status, headers=headers)
 
 
 def status_of(exc: errors.HaloError) -> tuple[int, str]:
@@ -73,14 +116,14 @@ def error_body(exc: errors.HaloError) -> dict[str, Any]:
     return envelope(exc.message, type_, exc.code, exc.param)
 
 
-def error_response(exc: errors.HaloError) -> JSONResponse:
+def error_response(exc: errors.HaloError, path: str = "/v1") -> JSONResponse:
     status, _ = status_of(exc)
     headers = {}
     if isinstance(exc, errors.QueueFull | errors.ModelBackingOff):
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     if isinstance(exc, errors.Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse(error_body(exc), status_code=status, headers=headers)
+    return family_response(path, status, error_body(exc), headers)
 
 
 def param_path(loc: Sequence[int | str]) -> str | None:
@@ -103,15 +146,17 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
     if first.get("type") == "json_invalid":
         reason = (first.get("ctx") or {}).get("error", "")
         message = f"request body is not valid JSON: {reason}".strip()
-        return JSONResponse(envelope(message, "invalid_request_error", "invalid_json"), 400)
+        return family_response(request.url.path, 400,
+                               envelope(message, "invalid_request_error", "invalid_json"))
     param = param_path(first.get("loc", ()))
     message = f"{param}: {first['msg']}" if param else str(first["msg"])
-    return JSONResponse(envelope(message, "invalid_request_error", "invalid_value", param), 400)
+    return family_response(request.url.path, 400,
+                           envelope(message, "invalid_request_error", "invalid_value", param))
 
 
 async def _halo(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.HaloError)
-    return error_response(exc)
+    return error_response(exc, request.url.path)
 
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
@@ -120,14 +165,14 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(
         exc.status_code
     )
-    return JSONResponse(
-        envelope(str(exc.detail), type_, code), exc.status_code, headers=exc.headers
-    )
+    return family_response(request.url.path, exc.status_code,
+                           envelope(str(exc.detail), type_, code), exc.headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", extra={"path": request.url.path})
-    return JSONResponse(envelope("internal server error", "server_error", "internal_error"), 500)
+    return family_response(request.url.path, 500,
+                           envelope("internal server error", "server_error", "internal_error"))
 
 
 def install(app: FastAPI) -> None:

@@ -13,6 +13,10 @@ from app.catalog.sources import is_mmproj, read_source
 
 log = logging.getLogger(__name__)
 
+# llama_pooling_type values as GGUF stores them
+_POOLING_NAMES = {1: "mean", 2: "cls", 3: "last", 4: "rank"}
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     """A servable model: its file, its header and the settings it is served with."""
@@ -32,6 +36,8 @@ class ModelEntry:
     mmproj: Path | None = None  # its vision projector, when one was pulled with it
     nodes: tuple[str, ...] = ()  # RPC nodes holding part of the model (resolved addresses)
     tensor_split: tuple[float, ...] | None = None  # this box first, then each node
+    embedding: bool = False  # served in embedding mode (pooled vectors, no generation)
+    pooling: str | None = None  # embedding mode: mean | cls | last | rank
 
     @property
     def size_bytes(self) -> int:
@@ -91,6 +97,22 @@ def model_files(models_dir: Path) -> list[Path]:
     return out
 
 
+def embedding_mode(file: ModelFile, config: ModelConfig) -> tuple[bool, str | None]:
+    """(served in embedding mode, pooling): models.toml decides, else the GGUF header.
+
+    A GGUF that declares a pooling type or non-causal attention (BERT-style encoders) is an
+    embedding model; a generative model set to `embedding = true` pools by mean unless told.
+    """
+    arch = file.info.architecture
+    own = _POOLING_NAMES.get(file.info.pooling_type or 0)
+    causal = file.info.metadata.get(f"{arch}.attention.causal")
+    embedding = config.embedding if config.embedding is not None else (
+        own is not None or causal is False)
+    if not embedding:
+        return False, None
+    return True, config.pooling or own or "mean"
+
+
 def default_id(path: Path) -> str:
     split = split_name(path.name)
     return split[0] if split else path.stem
@@ -106,6 +128,7 @@ def make_entry(model_id: str, path: Path, file: ModelFile, config: ModelConfig,
         n_ctx = min(n_ctx, trained)
     record = read_source(models_dir, model_id)
     mmproj = models_dir / record.mmproj if record and record.mmproj else None
+    embedding, pooling = embedding_mode(file, config)
     return ModelEntry(
         id=model_id,
         path=path,
@@ -122,6 +145,8 @@ def make_entry(model_id: str, path: Path, file: ModelFile, config: ModelConfig,
         mmproj=mmproj if mmproj and mmproj.is_file() else None,
         nodes=defaults.nodes if config.nodes == "all" else tuple(config.nodes),
         tensor_split=tuple(config.tensor_split) if config.tensor_split else None,
+        embedding=embedding,
+        pooling=pooling,
     )
 
 

@@ -10,6 +10,8 @@
     source = "org/repo:Q4_K_M"       # where `halo pull --all` gets it (Hugging Face repo:quant)
     nodes = ["box2:50052"]           # or "all": split across this box and halo.toml's nodes
     tensor_split = [2, 1]            # shares: this box first, then each node (default: memory)
+    embedding = true                 # serve in embedding mode (default: GGUF says pooling)
+    pooling = "mean"                 # mean | cls | last | rank (default: the model's own)
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+Pooling = Literal["mean", "cls", "last", "rank"]
 CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
 
 
@@ -39,6 +42,8 @@ class ModelConfig(BaseModel):
     cache_type_k: CacheType = "f16"
     cache_type_v: CacheType = "f16"
     source: str | None = None
+    embedding: bool | None = None
+    pooling: Pooling | None = None
     nodes: list[str] | Literal["all"] = Field(default_factory=list)
     tensor_split: list[float] | None = None
 

@@ -53,6 +53,17 @@ class Batch:
         self.n = j
         return j - 1
 
+    def add_run_all(self, tokens: Sequence[int], seq: int) -> None:
+        """Append a whole input of one sequence from position 0, every token an output."""
+        i, k = self.n, len(tokens)
+        j = i + k
+        self._token[i:j] = list(tokens)
+        self._pos[i:j] = list(range(k))
+        self._logits[i:j] = [1] * k
+        for s in self._seq[i:j]:
+            s[0] = seq
+        self.n = j
+
     def decode(self, ctx: Any) -> int:
         """llama_decode of the current contents; returns llama.cpp's status code."""
         self._raw.n_tokens = self.n

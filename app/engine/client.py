@@ -10,6 +10,7 @@ sends a cancel. If the worker dies, every active request gets Failed("worker_cra
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from collections.abc import AsyncGenerator, Callable
@@ -20,6 +21,8 @@ from app.engine.exits import explain_exit
 from app.engine.schema import (
     Accepted,
     ChoiceEnd,
+    Embedded,
+    EmbedRequest,
     EngineLoadError,
     Event,
     Failed,
@@ -38,6 +41,8 @@ from app.hardware.nodes import reachable
 __all__ = [
     "Accepted",
     "ChoiceEnd",
+    "EmbedRequest",
+    "Embedded",
     "EngineClient",
     "EngineLoadError",
     "EngineUnavailableError",
@@ -175,7 +180,16 @@ class EngineClient:
         finally:
             self._stats_waiters.pop(query_id, None)
 
-    async def generate(self, req: GenerateRequest) -> AsyncGenerator[Event, None]:
+    async def embed(self, req: EmbedRequest) -> Embedded | Failed:
+        """The vectors of one embedding request (cancelled in the worker if abandoned)."""
+        async with contextlib.aclosing(self.generate(req)) as events:
+            async for event in events:
+                if isinstance(event, Embedded | Failed):
+                    return event
+        return Failed(EngineCode.WORKER_CRASHED, "the worker ended the request without a result",
+                      {})
+
+    async def generate(self, req: GenerateRequest | EmbedRequest) -> AsyncGenerator[Event, None]:
         """Events of one request; closing the iterator early cancels it in the worker."""
         rid = req.request_id
         if rid in self._queues:
@@ -191,7 +205,7 @@ class EngineClient:
             self._channel.send(ipc.Submit(req))
             while True:
                 event = await q.get()
-                ended = isinstance(event, Finished | Failed)
+                ended = isinstance(event, Finished | Failed | Embedded)
                 yield event
                 if ended:
                     return

@@ -21,6 +21,7 @@ class TextStream:
         self._max_hold = max((len(s) for s in self._stops), default=1) - 1
         self._held = ""
         self.stopped = False
+        self.matched: str | None = None  # the stop string that ended the text
 
     @property
     def held(self) -> str:
@@ -67,7 +68,7 @@ class TextStream:
         for stop in self._stops:
             i = buf.find(stop)
             if i >= 0 and (best < 0 or i < best):
-                best = i
+                best, self.matched = i, stop
         return best
 
     def _holdback(self, buf: str) -> int:

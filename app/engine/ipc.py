@@ -16,7 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
-from app.engine.schema import Event, GenerateRequest, LoadReport, WorkerSpec, WorkerStats
+from app.engine.schema import (
+    EmbedRequest,
+    Event,
+    GenerateRequest,
+    LoadReport,
+    WorkerSpec,
+    WorkerStats,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +39,7 @@ class Load:
 
 @dataclass(frozen=True, slots=True)
 class Submit:
-    request: GenerateRequest
+    request: GenerateRequest | EmbedRequest
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from app.engine.sampling import Sampler, choice_seed, compile_schema
 from app.engine.schema import (
     Accepted,
     ChoiceEnd,
+    EmbedRequest,
     Event,
     Failed,
     Finished,
@@ -80,8 +81,13 @@ class DecodeLoop:
         )
 
     # messages from the front
-    def submit(self, req: GenerateRequest) -> None:
+    def submit(self, req: GenerateRequest | EmbedRequest) -> None:
         """Queue `req`, or answer it with Failed; an error here never reaches other jobs."""
+        if isinstance(req, EmbedRequest):
+            self._emit(req.request_id, Failed(
+                EngineCode.INVALID_REQUEST, "this model generates text; embeddings need a model "
+                "served in embedding mode", {"param": "model"}))
+            return
         try:
             self._submit(req)
         except Exception as exc:  # a bug or unexpected input: fail this request only
@@ -300,7 +306,7 @@ class DecodeLoop:
         if tail:
             self._emit_text(job, ch, tail)
         ch.done = True
-        self._emit(job.request_id, ChoiceEnd(ch.index, reason, ch.generated))
+        self._emit(job.request_id, ChoiceEnd(ch.index, reason, ch.generated, ch.stream.matched))
         self._release_choice(ch)
 
     def _emit_text(self, job: Job, ch: Choice, text: str) -> None:

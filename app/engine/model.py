@@ -35,6 +35,15 @@ CACHE_TYPES: dict[str, int] = {
 }
 
 
+POOLING: dict[str, int] = {
+    "none": 0,
+    "mean": 1,
+    "cls": 2,
+    "last": 3,
+    "rank": 4,
+}
+
+
 class ModelLoadError(Exception):
     """llama.cpp could not load the model or create the context."""
 
@@ -98,6 +107,9 @@ class LlamaModel:
         self.eos_text = self._special_text(int(lc.llama_vocab_eos(self.vocab)))
         raw = lc.llama_model_chat_template(self.model, None)
         self.chat_template: str | None = raw.decode("utf-8", errors="replace") if raw else None
+        self.n_embd = int(lc.llama_model_n_embd(self.model))
+        self.n_cls_out = int(lc.llama_model_n_cls_out(self.model))
+        self.pooling = int(lc.llama_pooling_type(self.ctx))
         self.mem: Any = lc.llama_get_memory(self.ctx)
         self.eog_tokens = self._eog_tokens()
         self._pieces: dict[int, bytes] = {}
@@ -143,6 +155,14 @@ class LlamaModel:
         cparams.n_ubatch = spec.n_batch
         cparams.n_seq_max = spec.parallel
         cparams.n_outputs_max = spec.parallel  # at most one output per sequence per step
+        if spec.embedding:
+            # one pooled vector per sequence; an encoder takes a whole batch in one ubatch,
+            # so a batch must hold the longest input
+            cparams.embeddings = True
+            cparams.pooling_type = (lc.LLAMA_POOLING_TYPE_UNSPECIFIED if spec.pooling is None
+                                    else POOLING[spec.pooling])
+            cparams.n_batch = cparams.n_ubatch = max(spec.n_batch, spec.n_ctx)
+            cparams.n_outputs_max = 0  # every token
         # one KV stream per sequence (like llama-server with -np): each step's attention only
         # spans its own sequence; measured ~10% faster than a unified cache at 8 streams
         cparams.kv_unified = False

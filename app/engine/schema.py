@@ -37,6 +37,9 @@ class WorkerSpec:
     rpc_nodes: tuple[str, ...] = ()
     tensor_split: tuple[float, ...] = ()
     nodes_first: bool = False
+    # embedding mode: pooled vectors instead of generation; pooling None -> the model's own
+    embedding: bool = False
+    pooling: str | None = None  # "mean" | "cls" | "last" | "rank"
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class LoadReport:
     backend_devices: tuple[str, ...]
     node_bytes: tuple[tuple[str, int], ...] = ()  # buffers on each RPC node (not in the above)
     cpu_variant: str | None = None  # the llama.cpp CPU backend module in use
+    n_embd: int = 0  # length of an embedding vector (embedding mode)
+    pooling: str = ""  # the pooling in effect (embedding mode)
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,7 @@ class ChoiceEnd:
     index: int
     finish_reason: str
     completion_tokens: int
+    stop_sequence: str | None = None  # the stop string that ended it, if one did
 
 
 @dataclass(frozen=True)
@@ -157,7 +163,27 @@ class Failed:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
-Event = Accepted | TextDelta | ChoiceEnd | Finished | Failed
+@dataclass
+class EmbedRequest:
+    """Inputs (text or token ids) to embed in one go; vectors come back in input order."""
+
+    request_id: str
+    inputs: list[str | list[int]]
+    truncate: bool = False  # cut inputs longer than the context instead of refusing them
+    normalize: bool = True  # L2-normalise each pooled vector
+    add_special: bool = True  # CLS/SEP (or BOS) around text inputs, as the model defines
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """The vectors of an EmbedRequest: float32 little-endian bytes per input, in order."""
+
+    vectors: tuple[bytes, ...]
+    prompt_tokens: int
+    truncated: int = 0  # inputs that were cut to the context
+
+
+Event = Accepted | TextDelta | ChoiceEnd | Finished | Failed | Embedded
 
 
 class EngineLoadError(Exception):

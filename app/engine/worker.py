@@ -19,6 +19,7 @@ import threading
 import time
 
 from app.engine import ipc
+from app.engine.embed_loop import POOLING_NAMES, EmbedLoop
 from app.engine.exits import explain_load_failure
 from app.engine.loop import DecodeLoop
 from app.engine.memory import LlamaLog, rss_bytes
@@ -70,8 +71,11 @@ class _Sender:
             self.send(ipc.Progress(value))
 
 
-def _load(spec: WorkerSpec, sender: _Sender, log: LlamaLog) -> DecodeLoop | None:
-    """Load the model and build the decode loop; None (after LoadFailed) on failure."""
+Loop = DecodeLoop | EmbedLoop
+
+
+def _load(spec: WorkerSpec, sender: _Sender, log: LlamaLog) -> Loop | None:
+    """Load the model and build its loop; None (after LoadFailed) on failure."""
     t0 = time.perf_counter()
     try:
         model = LlamaModel(spec, sender.progress)
@@ -79,7 +83,8 @@ def _load(spec: WorkerSpec, sender: _Sender, log: LlamaLog) -> DecodeLoop | None
         sender.send(ipc.LoadFailed(_reason(spec, exc, log)))
         return None
     try:
-        loop = DecodeLoop(model, spec, sender.events)
+        loop: Loop = (EmbedLoop(model, spec, sender.events) if spec.embedding
+                      else DecodeLoop(model, spec, sender.events))
         model.warm_up(spec.n_batch)
     except (ModelLoadError, ValueError) as exc:
         model.close()
@@ -103,6 +108,8 @@ def _load(spec: WorkerSpec, sender: _Sender, log: LlamaLog) -> DecodeLoop | None
                 backend_devices=log.backend_devices(),
                 node_bytes=tuple(sorted(sizes.nodes.items())),
                 cpu_variant=model.backends.cpu_variant,
+                n_embd=model.n_embd,
+                pooling=POOLING_NAMES.get(model.pooling, "") if spec.embedding else "",
             )
         )
     )
@@ -114,7 +121,7 @@ def _reason(spec: WorkerSpec, exc: Exception, log: LlamaLog) -> str:
     return explain_load_failure(spec.model_id, [*log.errors, str(exc)])
 
 
-def _serve(loop: DecodeLoop, inbox: Inbox, sender: _Sender) -> None:
+def _serve(loop: Loop, inbox: Inbox, sender: _Sender) -> None:
     """Drain the inbox (blocking only when idle), then decode one step; until stopped."""
     while True:
         block = loop.idle

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 from collections import deque
@@ -212,6 +213,16 @@ class Scheduler:
             raise
         finally:
             self._answers.pop(rid, None)
+
+    def set_ttl(self, model_id: str, seconds: float | None) -> None:
+        """Idle seconds before `model_id` unloads, from now on (None: never); Ollama's
+        `keep_alive`. A rescan that finds the model's entry changed resets it."""
+        entry = self._entries.get(model_id)
+        if entry is None or self._core.model(model_id) is None:
+            raise errors.ModelNotFound(f"The model '{model_id}' does not exist", param="model")
+        ttl = 0.0 if seconds is None else max(seconds, 0.001)
+        spec = dataclasses.replace(_spec(entry, self._estimates[model_id]), ttl=ttl)
+        self._feed(ev.CatalogChanged((spec,), (), self._clock.now()))
 
     async def sync_catalog(self, catalog: Catalog) -> tuple[list[str], list[str]]:
         """Adopt a rescanned catalog: add new models; drop vanished ones and ones whose file or

@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
-from app.engine.client import Event, GenerateRequest, LoadReport, WorkerSpec, WorkerStats
+from app.engine.client import (
+    Embedded,
+    EmbedRequest,
+    Event,
+    Failed,
+    GenerateRequest,
+    LoadReport,
+    WorkerSpec,
+    WorkerStats,
+)
 
 
 class Engine(Protocol):
@@ -21,6 +30,8 @@ class Engine(Protocol):
     async def stats(self) -> WorkerStats: ...
 
     def generate(self, req: GenerateRequest) -> AsyncIterator[Event]: ...
+
+    async def embed(self, req: EmbedRequest) -> Embedded | Failed: ...
 
     async def stop(self, timeout: float = 10.0) -> None: ...
 

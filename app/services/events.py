@@ -62,6 +62,7 @@ class ChoiceDone:
     finish_reason: FinishReason
     completion_tokens: int
     logprobs: tuple[TokenLogprob, ...] = ()
+    stop_sequence: str | None = None  # the stop string that ended it (Anthropic reports it)
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class ChoiceReply:
     finish_reason: FinishReason = "stop"
     completion_tokens: int = 0
     logprobs: list[TokenLogprob] = field(default_factory=list)
+    stop_sequence: str | None = None
 
 
 @dataclass
@@ -133,5 +135,6 @@ class Reply:
             choice.finish_reason = event.finish_reason
             choice.completion_tokens = event.completion_tokens
             choice.logprobs.extend(event.logprobs)
+            choice.stop_sequence = event.stop_sequence
         elif isinstance(event, Done):
             self.usage = event.usage

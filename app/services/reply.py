@@ -100,5 +100,6 @@ class ReplyStream:
             out.extend(ToolCallDone(index, i, call) for i, call in enumerate(calls))
             if calls:
                 reason = "tool_calls"
-        out.append(ChoiceDone(index, reason, event.completion_tokens, self._take(index)))
+        stop = event.stop_sequence if reason == "stop" else None
+        out.append(ChoiceDone(index, reason, event.completion_tokens, self._take(index), stop))
         return out

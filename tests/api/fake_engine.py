@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
+import math
+import struct
 from collections.abc import AsyncIterator
 
 from app.engine.client import (
     Accepted,
     ChoiceEnd,
+    Embedded,
+    EmbedRequest,
     Event,
     Failed,
     Finished,
@@ -50,6 +55,7 @@ class FakeEngine:
         self.delay = delay
         self.cancelled: list[str] = []
         self.requests: list[GenerateRequest] = []
+        self.embedded: list[EmbedRequest] = []
         self._alive = True
         self._exit = asyncio.Event()
         self._exit_reason = "the model was unloaded"
@@ -99,6 +105,23 @@ class FakeEngine:
         except BaseException:
             self.cancelled.append(req.request_id)
             raise
+
+    async def embed(self, req: EmbedRequest) -> Embedded | Failed:
+        """A made-up unit vector per input (a hash of its text), 8 dimensions."""
+        self.embedded.append(req)
+        vectors = []
+        tokens = 0
+        for item in req.inputs:
+            text = item if isinstance(item, str) else " ".join(map(str, item))
+            if "FAIL:" in text:
+                code = text.split("FAIL:", 1)[1].split()[0]
+                return Failed(EngineCode(code), f"fake failure {code}", {"param": "input"})
+            tokens += len(text.split())
+            digest = hashlib.sha256(text.encode()).digest()
+            values = [b - 127.5 for b in digest[:8]]
+            norm = math.sqrt(sum(v * v for v in values))
+            vectors.append(struct.pack("<8f", *(v / norm for v in values)))
+        return Embedded(tuple(vectors), tokens)
 
     async def stop(self, timeout: float = 10.0) -> None:
         self._alive = False

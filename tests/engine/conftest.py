@@ -58,7 +58,7 @@ class Result:
             self.tokens[event.index] = event.completion_tokens
         elif isinstance(event, Finished):
             self.finished = event
-        else:
+        elif isinstance(event, Failed):
             self.failed = event
 
 

@@ -1,0 +1,1 @@
+"""Wire schemas and adapters of the anthropic protocol family."""

@@ -1,0 +1,1 @@
+"""Wire schemas and adapters of the ollama protocol family."""
