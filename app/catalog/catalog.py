@@ -36,6 +36,7 @@ class ModelEntry:
     mmproj: Path | None = None  # its vision projector, when one was pulled with it
     nodes: tuple[str, ...] = ()  # RPC nodes holding part of the model (resolved addresses)
     tensor_split: tuple[float, ...] | None = None  # this box first, then each node
+    max_tokens: int | None = None  # cap of generated tokens per request (None: the context)
     embedding: bool = False  # served in embedding mode (pooled vectors, no generation)
     pooling: str | None = None  # embedding mode: mean | cls | last | rank
 
@@ -145,6 +146,7 @@ def make_entry(model_id: str, path: Path, file: ModelFile, config: ModelConfig,
         mmproj=mmproj if mmproj and mmproj.is_file() else None,
         nodes=defaults.nodes if config.nodes == "all" else tuple(config.nodes),
         tensor_split=tuple(config.tensor_split) if config.tensor_split else None,
+        max_tokens=config.max_tokens,
         embedding=embedding,
         pooling=pooling,
     )

@@ -10,6 +10,7 @@
     source = "org/repo:Q4_K_M"       # where `halo pull --all` gets it (Hugging Face repo:quant)
     nodes = ["box2:50052"]           # or "all": split across this box and halo.toml's nodes
     tensor_split = [2, 1]            # shares: this box first, then each node (default: memory)
+    max_tokens = 2048                # cap per request (a client may ask for less, not more)
     embedding = true                 # serve in embedding mode (default: GGUF says pooling)
     pooling = "mean"                 # mean | cls | last | rank (default: the model's own)
 """
@@ -41,6 +42,7 @@ class ModelConfig(BaseModel):
     chat_template_file: Path | None = None
     cache_type_k: CacheType = "f16"
     cache_type_v: CacheType = "f16"
+    max_tokens: int | None = Field(None, ge=1)  # cap of tokens generated per request
     source: str | None = None
     embedding: bool | None = None
     pooling: Pooling | None = None

@@ -156,6 +156,9 @@ class GenerationService:
                 raise InvalidRequest(f"logit_bias token id {token} is outside the vocabulary"
                                      + (f" (size {vocab})" if vocab else ""), param="logit_bias")
         check_request(request)
+        cap = entry.max_tokens
+        if cap is not None and (request.max_tokens is None or request.max_tokens > cap):
+            request.max_tokens = cap  # models.toml's cap: less may be asked for, not more
         if options.n != request.n:
             options = ReplyOptions(request.n, options.reasoning, options.include_reasoning,
                                    options.tool_names, options.one_call)

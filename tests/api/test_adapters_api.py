@@ -4,11 +4,15 @@ errors in each protocol's envelope."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from app.config import Settings
+from app.factory import create_app
+from app.hardware.probe import ProbeReport
 from tests.api.fake_engine import FakeFactory
 
 pytestmark = pytest.mark.anyio
@@ -173,3 +177,22 @@ async def test_ollama_keep_alive_sets_the_ttl(client: httpx.AsyncClient) -> None
     assert ps[0]["expires_at"] > "2026"
     running = (await client.get("/models/running")).json()["data"][0]
     assert 3500 < running["expires_at"] - running["idle_since"] <= 3600
+
+
+async def test_models_toml_caps_max_tokens(models_dir: Path, probe_report: ProbeReport) -> None:
+    toml = models_dir / "models.toml"
+    toml.write_text(toml.read_text() + '[models.smol]\npath = "SmolLM2-135M-Instruct.Q4_1.gguf"\n'
+                    "max_tokens = 3\n")
+    factory = FakeFactory()
+    app = create_app(Settings(models_dir=models_dir), engine_factory=factory,
+                     probe_report=probe_report)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://halo") as client:
+        for body in ({"max_tokens": 100_000}, {}, {"max_tokens": 2}):
+            r = await client.post("/v1/messages", json={
+                "model": "smol", "max_tokens": 100_000, **body,
+                "messages": [{"role": "user", "content": "hi"}]})
+            assert r.status_code == 200, r.text
+        r = await client.post("/v1/responses", json={"model": "smol", "input": "hi"})
+        assert r.json()["status"] == "incomplete"
+    assert [q.max_tokens for q in factory.started[0].requests] == [3, 3, 2, 3]
