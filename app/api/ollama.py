@@ -16,6 +16,7 @@ from app.api.sse import disconnected
 from app.api.streams import ndjson_stream
 from app.catalog.catalog import ModelEntry
 from app.errors import HaloError, ModelNotFound
+from app.hub.download import PullEvent
 from app.protocol.chat_job import ChatTurn, chat_job
 from app.protocol.ollama import models as describe
 from app.protocol.ollama import turn as ollama_turn
@@ -26,6 +27,7 @@ from app.protocol.ollama.schemas import (
     GenerateRequest,
     LegacyEmbeddingsRequest,
     ModelRequest,
+    PullRequest,
 )
 from app.services.embeddings import check_dimensions, embedding_model, floats
 from app.services.model_admin import idle_times
@@ -52,6 +54,7 @@ async def version() -> dict[str, str]:
 
 @router.get("/api/tags")
 async def tags(state: StateDep) -> dict[str, Any]:
+    await state.store.refresh()  # cheap when nothing changed
     return {"models": [describe.tag(entry) for entry in state.catalog]}
 
 
@@ -173,3 +176,59 @@ async def generate(body: GenerateRequest, request: Request, state: StateDep) -> 
                                              body.keep_alive_s))
     return await _run(request, state, body.model, ollama_turn.generate_turn(body, entry.id),
                       False, body.stream, body.keep_alive_s)
+
+
+# ---- pull / delete (the model store, issue 11) -----------------------------------------
+
+_HUB_PREFIXES = ("hf.co/", "huggingface.co/", "https://huggingface.co/")
+
+
+def hub_ref(name: str) -> str:
+    """Ollama pulls Hugging Face models as `hf.co/org/repo:QUANT`; halo takes `org/repo:QUANT`."""
+    for prefix in _HUB_PREFIXES:
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def _pull_line(event: PullEvent) -> dict[str, Any]:
+    if event.status == "error":
+        detail = event.detail or {}
+        error = detail.get("error")
+        message = error.get("message") if isinstance(error, dict) else None
+        return {"error": str(message or "pull failed")}
+    if event.status == "success":
+        return {"status": "success"}
+    out: dict[str, Any] = {"status": event.status if event.file is None
+                           else f"{event.status} {event.file}"}
+    if event.file is not None:
+        out.update(digest=event.file, total=event.total, completed=event.completed)
+    return out
+
+
+@router.post("/api/pull", response_model=None)
+async def pull(body: PullRequest, state: StateDep) -> Response:
+    plan = await state.store.plan_pull(hub_ref(body.model_id))  # refusals: plain HTTP errors
+    events = state.store.run_pull(plan)
+    if not body.stream:
+        last: dict[str, Any] = {"error": "pull ended without a result"}
+        async for event in events:
+            last = _pull_line(event)
+        return JSONResponse(last, status_code=200 if "error" not in last else 502)
+
+    async def lines() -> AsyncIterator[str]:
+        try:
+            async for event in events:
+                yield _line(_pull_line(event))
+        finally:
+            await events.aclose()  # a client gone mid-pull cancels it (the partial file stays)
+
+    return ndjson_stream(lines())
+
+
+@router.delete("/api/delete")
+async def delete(body: ModelRequest, state: StateDep) -> Response:
+    await state.store.refresh()
+    entry = entry_for(state, body.model_id)
+    await state.store.remove(entry.id)
+    return Response(status_code=200)

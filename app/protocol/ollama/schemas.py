@@ -152,3 +152,10 @@ class ModelRequest(BaseModel):
     @property
     def model_id(self) -> str:
         return self.model or self.name or ""
+
+
+class PullRequest(ModelRequest):
+    """`/api/pull`: `model` (or `name`) is `hf.co/org/repo:QUANT` or `org/repo:QUANT`."""
+
+    stream: bool = True
+    insecure: bool = False
