@@ -198,7 +198,7 @@ def rm(args: argparse.Namespace) -> int:
 
 def _rm_local(settings: Settings, args: argparse.Namespace) -> int:
     from app.catalog.catalog import scan
-    from app.services.model_store import remove_files
+    from app.hub.local import remove_files
 
     catalog = scan(settings.models_dir, settings.models_file_path, _defaults(settings))
     entry = catalog.get(args.model)

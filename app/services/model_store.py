@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from app.catalog.catalog import Catalog, ModelEntry
-from app.catalog.gguf import GGUFError, split_paths
+from app.catalog.gguf import split_paths
 from app.catalog.live import LiveCatalog
 from app.catalog.models_toml import ModelsFileError
-from app.catalog.sources import read_source, remove_source
 from app.errors import HaloError, InsufficientMemory, InvalidRequest, ModelInUse, ModelNotFound
 from app.hub.download import PullCancelled, PullEvent
 from app.hub.fit import FitReport, check_fit
+from app.hub.local import remove_files
 from app.hub.pull import DiskFree, PullPlan, PullResult, disk_free, execute, plan_for
 from app.hub.refs import Ref, Selection, parse_ref, select
 from app.hub.remote import HubClient
@@ -206,23 +206,6 @@ class ModelStore:
         removed = await asyncio.to_thread(remove_files, self.models_dir, entry)
         await self.refresh()
         return {"id": model_id, "object": "model", "deleted": True, "files": removed}
-
-
-def remove_files(models_dir: Path, entry: ModelEntry) -> list[str]:
-    """Delete a model's shards, its projector and its pull record; returns the names."""
-    try:
-        paths = split_paths(entry.path)
-    except GGUFError:
-        paths = [entry.path]
-    record = read_source(models_dir, entry.id)
-    if entry.mmproj is not None:
-        paths.append(entry.mmproj)
-    elif record is not None and record.mmproj:
-        paths.append(models_dir / record.mmproj)
-    for path in paths:  # the first shard first: the model leaves the catalog at once
-        path.unlink(missing_ok=True)
-    remove_source(models_dir, entry.id)
-    return [p.name for p in paths]
 
 
 def error_event(exc: Exception) -> PullEvent:
