@@ -9,6 +9,7 @@ server they work on the models dir alone, with the budget from the local probe.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from dataclasses import dataclass
@@ -135,6 +136,7 @@ def pull(args: argparse.Namespace) -> int:
                     failed += 1
                     continue
             execute(hub, plan, printer)
+            _poke(settings, args)
         except HaloError as exc:
             printer.finish_line()
             print(f"error: {exc.message}", file=sys.stderr)
@@ -145,6 +147,13 @@ def pull(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 130
     return 1 if failed else 0
+
+
+def _poke(settings: Settings, args: argparse.Namespace) -> None:
+    """Ask a running server to rescan now (it would within catalog_refresh_seconds anyway)."""
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.get(_server_url(settings, args) + "/v1/models", headers=_headers(settings),
+                  timeout=5)
 
 
 def _confirm() -> bool:
