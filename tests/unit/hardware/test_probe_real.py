@@ -14,7 +14,9 @@ def test_real_probe_on_this_machine() -> None:
     started = time.monotonic()
     report = probe(env=os.environ)
     wall = time.monotonic() - started
-    assert wall < 2.0
+    # not a speed test: the probe runs the device listing and the AMX check in child processes
+    # with their own time-outs; this only catches a probe that hangs
+    assert wall < 30.0
     assert report.choice.backend == "cpu"
     assert report.choice.ok
     assert "no GPU found (no /dev/dri render node)" in report.choice.reasons
