@@ -41,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     if loaded.cpu_variant:
         print(f"halo node: CPU variant {loaded.cpu_variant}", flush=True)
     ggml = rpc.Ggml(rpc.libggml())
+    try:
+        ggml.rpc_proc("ggml_backend_rpc_start_server")
+    except rpc.RpcError as exc:
+        print(f"halo node: {exc}", file=sys.stderr)
+        return 1
     gpus = [] if args.cpu else rpc.local_offload_devices(ggml)
     cpus = [d for d in ggml.devices() if d.type == rpc.DEVICE_TYPE_CPU]
     devices = gpus[:1] or cpus[:1]
