@@ -226,6 +226,12 @@ class World:
                 assert m.active == used or self.workers[(m.model_id, m.epoch)].dead
             if m.status in ("unloaded", "failed"):
                 assert m.reserved == 0
+        for node, budget in self.core.budgets.items():  # RPC nodes (issue 15)
+            if node == ev.LOCAL:
+                continue
+            assert self.core.reserved(node) <= budget, f"node {node} over its budget"
+            holders = [m.model_id for m in models if m.reserved and dict(m.nodes).get(node)]
+            assert len(holders) <= 1, f"node {node} held by {holders} at once"
 
     def _check_end(self) -> None:
         unanswered = [rid for rid, a in self.answers.items() if not a]
