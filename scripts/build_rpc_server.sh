@@ -67,8 +67,13 @@ fi
 
 if [[ -z ${HALO_RPC_AMX:-} ]]; then
     HALO_RPC_AMX=0
-    if (cd "$ROOT" && "$PYTHON" -c 'import sys; from app.hardware.amx import check_amx
-sys.exit(0 if check_amx().usable else 1)') 2>/dev/null; then HALO_RPC_AMX=1; fi
+    if (cd "$ROOT" && "$PYTHON" -c 'import sys, pathlib
+from app.hardware.amx import check_amx
+from app.hardware.ggml_backends import module_dir
+libs = pathlib.Path(sys.argv[1])
+sys.exit(0 if check_amx(libs, module_dir(libs)).usable else 1)' "$LIBDIR") 2>/dev/null; then
+        HALO_RPC_AMX=1
+    fi
 fi
 step "install into $BIN (libraries from $LIBDIR; AMX variant: $HALO_RPC_AMX)"
 rm -rf "$BIN"
@@ -84,7 +89,13 @@ cd "$(dirname "$(readlink -f "$0")")" || exit 1
 exec ./rpc-server.bin "$@"
 WRAPPER
 chmod +x "$BIN/rpc-server"
-for lib in "$LIBDIR"/lib*.so*; do
+# pip puts ggml's backend modules in <site-packages>/bin (CMake's bin at the wheel's root)
+MODDIR=$LIBDIR
+if ! compgen -G "$LIBDIR/libggml-cpu*.so" >/dev/null && compgen -G "$LIBDIR/../../bin/libggml-cpu*.so" >/dev/null; then
+    MODDIR=$(cd "$LIBDIR/../../bin" && pwd)
+fi
+for lib in "$LIBDIR"/lib*.so* "$MODDIR"/libggml-cpu*.so; do
+    [[ -e $lib && ! -e $BIN/$(basename "$lib") ]] || continue
     name=$(basename "$lib")
     case $name in
         libggml-cpu-sapphirerapids.so) [[ ${HALO_RPC_AMX:-0} == 1 ]] || continue ;;

@@ -214,5 +214,6 @@ def libggml() -> Any:
     """The libggml the worker's llama.cpp uses (the registry lives there): the same file
     app/engine/backends.py registers the backend modules with."""
     from app.engine.backends import lib_dir
+    from app.hardware.ggml_backends import library_path
 
-    return ctypes.CDLL(str(lib_dir() / "libggml.so"), mode=ctypes.RTLD_GLOBAL)
+    return ctypes.CDLL(str(library_path(lib_dir(), "ggml")), mode=ctypes.RTLD_GLOBAL)
