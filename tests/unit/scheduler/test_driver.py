@@ -347,3 +347,22 @@ async def test_close_stops_workers(catalog: Catalog, clock: FakeClock) -> None:
         pass
     await sched.close()
     assert not factory.started[0].alive
+
+
+async def test_worker_that_dies_on_every_request_backs_off(catalog: Catalog,
+                                                           clock: FakeClock) -> None:
+    """Loads succeed, but each worker dies under its first request: a crash loop too."""
+    factory = Factory()
+    async with running(make(catalog, factory, clock, crash_limit=3, backoff=5)) as sched:
+        for _ in range(3):
+            async with sched.lease(A) as engine:
+                assert isinstance(engine, FakeEngine)
+                engine.crash("worker exited by SIGSEGV")
+            await settle()
+        assert len(factory.calls) == 3
+        state = sched.state(A)
+        assert (state.status, state.state.failures, state.retry_in) == ("failed", 3, 5)
+        with pytest.raises(ModelBackingOff, match="SIGSEGV"):
+            async with sched.lease(A):
+                pass
+        assert len(factory.calls) == 3
