@@ -12,25 +12,27 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from app.catalog.catalog import ModelEntry
 from app.engine.schema import WorkerSpec
-from app.hardware.nodes import NodeInfo, query_nodes
+from app.hardware.nodes import NodeInfo, query_node, query_nodes
 from app.scheduler.estimate import MemoryEstimate
 from app.scheduler.split import LOCAL, SplitPlan, default_shares, plan, split_memory
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Cluster:
-    """This box's budget and each node's, as measured at startup."""
+    """This box's budget and each node's, as measured at startup (a node down then is asked
+    again by `heal` until it answers)."""
 
     local_budget: int
     nodes: tuple[NodeInfo, ...] = ()
     local_offload: bool = False  # this box's share goes to a GPU (else it stays on the CPU)
+    on_change: list[Callable[[NodeInfo], None]] = field(default_factory=list)
 
     @property
     def budgets(self) -> dict[str, int]:
@@ -47,7 +49,11 @@ class Cluster:
         if not entry.nodes:
             return None
         places = (LOCAL, *entry.nodes)
-        shares = list(entry.tensor_split or default_shares(self.budgets, places))
+        # a node that is down has no budget yet: split as if it offered what this box does,
+        # so the plan stays valid once it answers (the ledger admits nothing before that)
+        budgets = {p: b if b or p == LOCAL else self.local_budget
+                   for p, b in self.budgets.items()}
+        shares = list(entry.tensor_split or default_shares(budgets, places))
         if sum(shares) <= 0:
             shares = [1.0] * len(places)
         n_layer = entry.file.info.block_count or 0
@@ -70,6 +76,21 @@ class Cluster:
 
     def node_info(self, address: str) -> NodeInfo | None:
         return next((n for n in self.nodes if n.address == address), None)
+
+    async def heal(self, every: float = 10.0) -> None:
+        """Ask the nodes that did not answer at startup again, every `every` seconds, until
+        all have; each that answers is reported to `on_change` (the ledger, /system)."""
+        while any(not n.ok for n in self.nodes):
+            await asyncio.sleep(every)
+            for node in [n for n in self.nodes if not n.ok]:
+                info = await query_node(node.address)
+                if not info.ok:
+                    continue
+                log.info("node is up", extra={"node": info.address,
+                                              "free_bytes": info.free_bytes})
+                self.nodes = tuple(info if n.address == info.address else n for n in self.nodes)
+                for callback in self.on_change:
+                    callback(info)
 
 
 def probe_nodes(addresses: Sequence[str], timeout: float = 3.0) -> tuple[NodeInfo, ...]:

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
         description="Other boxes running `halo node`, as host:port (comma-separated in "
         "HALO_NODES); models opt in with `nodes` in models.toml.",
     )
+    node_retry_seconds: float = Field(
+        10.0, gt=0, description="How often a node that did not answer at startup is asked "
+        "again (it gets its budget once it answers).")
     max_body_bytes: int = Field(4 << 20, ge=1024, description="Largest request body accepted.")
     max_waiting: int = Field(64, ge=0, description="Requests allowed to wait for a model.")
     n_threads: int | None = Field(None, ge=1, description="CPU threads per worker (default all).")

@@ -36,6 +36,7 @@ from app.cluster import Cluster, probe_nodes
 from app.config import Settings
 from app.engine.client import EngineClient, WorkerSpec
 from app.hardware.choice import BackendChoice
+from app.hardware.nodes import NodeInfo
 from app.hardware.probe import ProbeReport, probe
 from app.hub.remote import HubClient
 from app.metrics import Metrics
@@ -147,6 +148,12 @@ def create_app(
                      metrics=metrics, generation=generation, store=store,
                      responses=ResponseStore(), nodes=cluster.nodes)
 
+    def node_up(info: NodeInfo) -> None:
+        state.nodes = cluster.nodes
+        scheduler.set_node_budget(info.address, info.free_bytes)
+
+    cluster.on_change.append(node_up)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("halo starting", extra={
@@ -154,16 +161,18 @@ def create_app(
             "devices": devices, "reasons": list(choice.reasons),
             "warnings": list(choice.warnings), "budget_bytes": report.pool.budget_bytes})
         scheduler.start()
+        healer = asyncio.create_task(cluster.heal(settings.node_retry_seconds))
         refresher = None
         if settings.catalog_refresh_seconds > 0:
             refresher = asyncio.create_task(store.keep_fresh(settings.catalog_refresh_seconds))
         for model_id in settings.preload:
             await scheduler.load(model_id)
         yield
-        if refresher is not None:
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
+        for task in (refresher, healer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await scheduler.close()
 
     app = FastAPI(title="halo", version="0.1.0", lifespan=lifespan, docs_url=None,

@@ -226,6 +226,8 @@ class Core:
                 self._tick(now, out)
             case ev.CatalogChanged():
                 self._catalog(event, out)
+            case ev.NodeBudget(node, budget, _):
+                self.budgets[node] = budget
         self._dispatch(event.now, out)
         return out
 

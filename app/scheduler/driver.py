@@ -155,6 +155,11 @@ class Scheduler:
     def reserved(self) -> int:
         return self._core.reserved()
 
+    def set_node_budget(self, node: str, budget: int) -> None:
+        """A node down at startup came up: admit against what it offers now."""
+        self._metrics.node_memory.labels(node, "budget").set(budget)
+        self._feed(ev.NodeBudget(node, budget, self._clock.now()))
+
     def nodes(self) -> dict[str, tuple[int, int]]:
         """Every node's (budget, reserved): this box ("local") first, then the RPC nodes."""
         return {node: (budget, self._core.reserved(node))

@@ -148,9 +148,18 @@ class CatalogChanged:
     now: float
 
 
+@dataclass(frozen=True)
+class NodeBudget:
+    """An RPC node that was down at startup answered: what it offers from now on."""
+
+    node: str
+    budget: int
+    now: float
+
+
 Event = (
     Arrive | LoadRequest | UnloadRequest | LoadDone | LoadFailed | WorkerExited | WorkerStopped
-    | RequestEnded | Cancelled | Tick | CatalogChanged
+    | RequestEnded | Cancelled | Tick | CatalogChanged | NodeBudget
 )
 
 

@@ -27,8 +27,8 @@ class Node:
 
 @contextmanager
 def halo_node(tmp: Path, *, mem: str | None = None, threads: int = 1,
-              timeout: float = 60) -> Iterator[Node]:
-    port = free_port()
+              timeout: float = 60, port: int | None = None) -> Iterator[Node]:
+    port = port or free_port()
     log_path = tmp / f"node-{port}.log"
     cmd = [sys.executable, "-m", "app", "node", "--host", "127.0.0.1", "--port", str(port),
            "--backend", "cpu", "--threads", str(threads)]
