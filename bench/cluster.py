@@ -24,6 +24,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from app.catalog.gguf import read_model
 from app.engine.client import EngineClient, Finished, GenerateRequest, TextDelta, WorkerSpec
 from app.hardware.nodes import query_node
@@ -36,8 +38,17 @@ PROMPT = ("Write a long story about a lighthouse keeper who finds a message in a
           "Describe the sea, the weather and the keeper's thoughts in detail.")
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far."""
+    total = 0.0
+    for pid in pids:
+        times = psutil.Process(pid).cpu_times()
+        total += times.user + times.system
+    return total
+
+
 @contextmanager
-def node(threads: int, cpu_variant: str | None) -> Iterator[str]:
+def node(threads: int, cpu_variant: str | None) -> Iterator[tuple[str, int]]:
     port = free_port()
     cmd = [sys.executable, "-m", "app", "node", "--host", "127.0.0.1", "--port", str(port),
            "--backend", "cpu", "--threads", str(threads)]
@@ -52,7 +63,7 @@ def node(threads: int, cpu_variant: str | None) -> Iterator[str]:
             time.sleep(0.2)
         else:
             raise RuntimeError(f"node {address} did not start")
-        yield address
+        yield address, proc.pid
     finally:
         proc.terminate()
         proc.wait(30)
@@ -69,11 +80,16 @@ def spec_for(nodes: list[str], threads: int, cpu_variant: str | None) -> WorkerS
                                tensor_split=split.tensor_split)
 
 
-async def run(spec: WorkerSpec, tokens: int, runs: int) -> dict[str, Any]:
+async def run(spec: WorkerSpec, tokens: int, runs: int, node_pids: list[int]) -> dict[str, Any]:
     engine = await EngineClient.start(spec)
     try:
         pp, tg, texts = [], [], []
+        pids = [engine.pid, *node_pids]
+        cpu = 0.0
+        generated = 0
         for i in range(runs + 1):  # the first run warms up
+            if i == 1:
+                cpu = cpu_seconds(pids)
             req = GenerateRequest(f"r{i}", messages=[{"role": "user", "content": PROMPT}],
                                   max_tokens=tokens, temperature=0, ignore_eos=True)
             text = ""
@@ -83,8 +99,11 @@ async def run(spec: WorkerSpec, tokens: int, runs: int) -> dict[str, Any]:
                 elif isinstance(event, Finished) and i:
                     pp.append(event.prompt_tokens / (event.prompt_ms / 1000))
                     tg.append((event.completion_tokens - 1) / (event.decode_ms / 1000))
+                    generated += event.completion_tokens
             texts.append(text)
-        return {"prompt_tps": round(statistics.median(pp), 1),
+        cpu = cpu_seconds(pids) - cpu
+        return {"cpu_ms_per_token": round(1000 * cpu / max(generated, 1), 2),
+                "prompt_tps": round(statistics.median(pp), 1),
                 "decode_tps": round(statistics.median(tg), 1),
                 "decode_tps_best": round(max(tg), 1), "text": texts[-1]}
     finally:
@@ -101,16 +120,19 @@ def main() -> int:
     rows = []
     load_before = os.getloadavg()[0]
     with ExitStack() as stack:
-        nodes = [stack.enter_context(node(args.threads, args.cpu_variant)) for _ in range(2)]
+        started = [stack.enter_context(node(args.threads, args.cpu_variant)) for _ in range(2)]
+        nodes = [address for address, _ in started]
+        pids = dict(started)
         local = None
         for label, used in (("local", []), ("local + 1 node", nodes[:1]),
                             ("local + 2 nodes", nodes)):
             spec = spec_for(used, args.threads, args.cpu_variant)
-            result = asyncio.run(run(spec, args.tokens, args.runs))
+            result = asyncio.run(run(spec, args.tokens, args.runs, [pids[a] for a in used]))
             local = local or result["text"]
             rows.append({"setup": label, "prompt_tps": result["prompt_tps"],
                          "decode_tps": result["decode_tps"],
                          "decode_tps_best": result["decode_tps_best"],
+                         "cpu_ms_per_token": result["cpu_ms_per_token"],
                          "same_text_as_local": result["text"] == local})
     print(json.dumps({"model": MODEL.name, "tokens": args.tokens, "runs": args.runs,
                       "threads_per_process": args.threads,
