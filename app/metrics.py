@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from app.engine.client import Accepted, ChoiceEnd, Event, Finished, TextDelta
+from app.live import Finished as FinishedRequest
+from app.live import LiveStats
 
 # Buckets wide enough for a 135M model on a CPU and an 80B model on an iGPU.
 _TTFT = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -24,6 +26,7 @@ _LOAD = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 600)
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.live = LiveStats()  # the web page's rates and recent requests (GET /events)
         r = self.registry
         self.prompt_tokens = Counter("halo_prompt_tokens", "Prompt tokens processed (incl. "
                                      "cached).", ["model"], registry=r)
@@ -95,20 +98,31 @@ class Metrics:
 
 
 class RequestTracker:
-    """Follows one request's events and records its metrics as they happen."""
+    """Follows one request's events and records its metrics (and live stats) as they happen."""
 
     def __init__(self, metrics: Metrics, model: str) -> None:
         self._m = metrics
         self._model = model
         self._start = time.perf_counter()
         self._last_token: float | None = None
+        self._accepted: float | None = None
+        self._ttft: float | None = None
+        self._prompt = self._uncached = self._tokens = 0
         self._state = "waiting"
         metrics.waiting.labels(model).inc()
+        metrics.live.arrived(model)
 
     def _leave(self) -> None:
         gauge = self._m.waiting if self._state == "waiting" else self._m.running
         if self._state in ("waiting", "running"):
             gauge.labels(self._model).dec()
+            self._m.live.left(self._model, self._state)
+
+    def _first_token(self, now: float) -> None:
+        self._ttft = now - self._start
+        self._m.ttft.labels(self._model).observe(self._ttft)
+        if self._accepted is not None:
+            self._m.live.prefilled(self._model, self._uncached, now - self._accepted)
 
     def on_event(self, event: Event) -> None:
         m, model = self._m, self._model
@@ -119,17 +133,23 @@ class RequestTracker:
             m.running.labels(model).inc()
             m.queue_time.labels(model).observe(now - self._start)
             m.prompt_tokens.labels(model).inc(event.prompt_tokens)
+            m.live.started(model, event.prompt_tokens)
+            self._accepted = now
+            self._prompt = event.prompt_tokens
+            self._uncached = event.prompt_tokens - event.cached_tokens
         elif isinstance(event, TextDelta) and event.n_tokens:
             m.generation_tokens.labels(model).inc(event.n_tokens)
+            m.live.generated(model, event.n_tokens)
+            self._tokens += event.n_tokens
             if self._last_token is None:
-                m.ttft.labels(model).observe(now - self._start)
+                self._first_token(now)
             else:
                 gap = (now - self._last_token) / event.n_tokens
                 for _ in range(event.n_tokens):
                     m.itl.labels(model).observe(gap)
             self._last_token = now
         elif isinstance(event, ChoiceEnd) and self._last_token is None:
-            m.ttft.labels(model).observe(now - self._start)
+            self._first_token(now)
             self._last_token = now
         elif isinstance(event, Finished):
             m.e2e.labels(model).observe(now - self._start)
@@ -141,3 +161,9 @@ class RequestTracker:
         self._leave()
         self._state = "closed"
         self._m.requests.labels(self._model, status).inc()
+        start = self._start
+        self._m.live.finished(FinishedRequest(
+            model=self._model, status=status, ended_at=self._m.live.now(), ttft=self._ttft,
+            queue=self._accepted - start if self._accepted is not None else None,
+            prompt_tokens=self._prompt, generated_tokens=self._tokens,
+            duration=time.perf_counter() - start))
