@@ -18,6 +18,7 @@ from app.api import admin as admin_api
 from app.api import (
     embeddings,
     errors,
+    events,
     generate,
     health,
     hub_api,
@@ -26,6 +27,7 @@ from app.api import (
     ollama,
     responses,
     system,
+    ui,
 )
 from app.api import metrics as metrics_api
 from app.api.auth import require_api_key
@@ -182,9 +184,10 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(health.router)
     app.include_router(metrics_api.router)
+    app.include_router(ui.public)  # the login form; the page's code and data need the key
     secured = [Depends(require_api_key)]
     for router in (models.router, generate.router, responses.router, messages.router,
                    embeddings.router, ollama.router, admin_api.router, hub_api.router,
-                   system.router):
+                   system.router, events.router, ui.secured):
         app.include_router(router, dependencies=secured)
     return app

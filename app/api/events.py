@@ -1,0 +1,71 @@
+"""GET /events: the live state the web page draws, pushed as SSE twice a second.
+
+Each event is one JSON snapshot: the memory pool as /system reports it, every catalog model
+with its status, slots, idle time and live rates, and the last finished requests. Built from
+the scheduler's state and the LiveStats that the request trackers feed (never from /metrics).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from app.api import system
+from app.api.deps import StateDep
+from app.api.models import describe
+from app.state import AppState
+
+router = APIRouter()
+
+PERIOD = 0.5  # seconds between snapshots
+
+
+def model_rows(state: AppState) -> list[dict[str, Any]]:
+    now_mono, now_wall = time.monotonic(), time.time()
+    live = state.metrics.live
+    rows = []
+    for s in state.scheduler.states():
+        entry = s.entry
+        row = describe(s)
+        idle = s.status == "loaded" and s.active == 0 and not s.arrivals
+        idle_seconds = max(0.0, now_mono - s.last_used) if idle else None
+        expires_in = None
+        if idle_seconds is not None and entry.ttl > 0 and not entry.pinned:
+            expires_in = max(0.0, entry.ttl - idle_seconds)
+        row.update({
+            "slots_busy": s.active, "requests_queued": len(s.arrivals),
+            "idle_seconds": idle_seconds, "ttl_seconds": entry.ttl, "pinned": entry.pinned,
+            "expires_in_seconds": expires_in,
+            "loaded_at": now_wall - (now_mono - s.loaded_at)
+            if s.status in ("loaded", "draining") else None,
+            "live": live.model(entry.id),
+        })
+        rows.append(row)
+    return rows
+
+
+async def snapshot(state: AppState) -> dict[str, Any]:
+    report = await system.system(state)
+    report.pop("probe", None)  # static: the page reads it once from /system
+    return {"time": time.time(), "system": report, "models": model_rows(state),
+            "recent": state.metrics.live.recent()}
+
+
+@router.get("/events", response_model=None)
+async def events(state: StateDep) -> EventSourceResponse:
+    async def stream() -> AsyncIterator[str]:
+        while True:
+            payload = await snapshot(state)
+            yield json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+            await asyncio.sleep(PERIOD)
+
+    return EventSourceResponse(
+        stream(), sep="\n", ping=state.settings.sse_ping_seconds,
+        ping_message_factory=lambda: ServerSentEvent(comment="keep-alive"),
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
