@@ -28,7 +28,7 @@ VULKAN_LIB := $(abspath $(VULKAN_DIR))/lib
 RPC_DIR := .cache/rpc
 
 .PHONY: serve test lint models install bench bench-embeddings clean-venv vulkan-lib test-vulkan \
-	tools-check rpc-server agents test-agents
+	tools-check rpc-server agents test-agents screenshot
 
 serve: $(VENV)/.runtime $(DEFAULT_MODEL)
 	$(VENV)/bin/halo serve --host $(HOST) --port $(PORT) --models-dir models
@@ -116,6 +116,11 @@ agents: $(AGENTS_DIR)/.installed-$(CODEX_VERSION)-$(CLAUDE_CODE_VERSION)
 test-agents: $(VENV)/.dev models/gemma-3-270m-q4_k_m.gguf agents
 	HALO_AGENTS_DIR=$(abspath $(AGENTS_DIR)) $(PY) -m pytest -m agents tests/agents \
 		--durations=5 -o log_cli=true --log-cli-level=INFO
+
+# docs/screenshot.png (README): the web page of a halo serving the test models under load,
+# taken with Debian's chromium (apt-get install chromium).
+screenshot: $(VENV)/.dev $(TEST_MODELS)
+	$(PY) -m tests.browser.screenshot docs/screenshot.png
 
 # Idempotent: installs the Debian packages (root or sudo), fetches the Vulkan 1.4 headers and
 # builds on the first run (8.5 to 16 minutes on 2 cores); afterwards it returns at once.
