@@ -7,12 +7,12 @@ the scheduler's state and the LiveStats that the request trackers feed (never fr
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 from fastapi import APIRouter
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -59,13 +59,17 @@ async def snapshot(state: AppState) -> dict[str, Any]:
 
 @router.get("/events", response_model=None)
 async def events(state: StateDep) -> EventSourceResponse:
+    shutdown = anyio.Event()  # set by sse-starlette when the server stops: end the stream
+
     async def stream() -> AsyncIterator[str]:
-        while True:
+        while not shutdown.is_set():
             payload = await snapshot(state)
             yield json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-            await asyncio.sleep(PERIOD)
+            with anyio.move_on_after(PERIOD):
+                await shutdown.wait()
 
     return EventSourceResponse(
         stream(), sep="\n", ping=state.settings.sse_ping_seconds,
+        shutdown_event=shutdown, shutdown_grace_period=PERIOD + 1,
         ping_message_factory=lambda: ServerSentEvent(comment="keep-alive"),
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
