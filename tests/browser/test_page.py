@@ -88,7 +88,7 @@ def test_events_stream_pushes_snapshots(server: Server) -> None:
                 break
     assert len(got) >= 3
     assert {m["id"] for m in got[-1]["models"]} == {SMOL, GEMMA}
-    assert got[-1]["system"]["memory"]["budget_bytes"] == 1 << 30
+    assert got[-1]["system"]["memory"]["budget_bytes"] == 3 << 30
 
 
 def bar_matches_ledger(page: Page, server: Server) -> bool:
@@ -277,3 +277,95 @@ def test_markdown_is_rendered_without_html(ui: UI) -> None:
     assert "<img" not in html.replace("&lt;img", "")
     assert page.query_selector_all("#transcript script, #transcript img, #transcript b") == []
     assert page.evaluate("window.__pwned") is None
+
+
+def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": SMOL,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+def test_reasoning_and_tool_calls_are_rendered(ui: UI) -> None:
+    """Reasoning folds into a collapsed block and a streamed tool call shows its name and
+    arguments (the reply is stubbed in the browser: the test models neither think nor
+    call tools on their own)."""
+    page = ui.page
+    chunks = [chunk({"role": "assistant", "content": ""}),
+              chunk({"reasoning_content": "The user wants "}),
+              chunk({"reasoning_content": "the *weather*."}),
+              chunk({"content": "Let me check."}),
+              chunk({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                                     "function": {"name": "get_weather", "arguments": ""}}]}),
+              chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"city": '}}]}),
+              chunk({"tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]}),
+              chunk({}, "tool_calls"),
+              {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": SMOL,
+               "choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 6,
+                                        "total_tokens": 13}}]
+    sent: list[dict[str, Any]] = []
+
+    def reply(route: Route) -> None:
+        sent.append(json.loads(route.request.post_data or "{}"))
+        body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+        route.fulfill(status=200, content_type="text/event-stream", body=body)
+
+    page.route("**/v1/chat/completions", reply)
+    chat(page, SMOL, "Weather in Paris?", max_tokens=50,
+         extra={"tools": [{"type": "function", "function": {"name": "get_weather"}}]})
+    page.wait_for_selector('.msg.assistant[data-state="done"]')
+    assert sent[0]["stream"] is True
+    assert sent[0]["tools"][0]["function"]["name"] == "get_weather"  # extra JSON merged
+    assert sent[0]["messages"] == [{"role": "user", "content": "Weather in Paris?"}]
+    details = page.locator(".msg.assistant details.reasoning")
+    assert details.is_visible()
+    assert details.get_attribute("open") is None  # collapsed
+    details.locator("summary").click()
+    assert page.inner_text(".reasoning-text") == "The user wants the weather."
+    assert page.inner_text(".reasoning-text em") == "weather"
+    assert page.inner_text(".msg.assistant .content") == "Let me check."
+    assert page.inner_text(".tool-call .tool-name code") == "get_weather"
+    assert json.loads(page.inner_text(".tool-call pre")) == {"city": "Paris"}
+    assert "finish: tool_calls" in page.inner_text(".msg.assistant .meta")
+    assert "6 tokens" in page.inner_text(".msg.assistant .meta")
+    # the next turn sends the assistant's tool call back in the history
+    page.fill("#chat-input", "thanks")
+    page.click("#chat-send")
+    page.wait_for_function("() => document.querySelectorAll("
+                           "'.msg.assistant[data-state=\"done\"]').length === 2")
+    history = sent[1]["messages"]
+    assert history[1]["tool_calls"][0]["function"] == {"name": "get_weather",
+                                                       "arguments": '{"city": "Paris"}'}
+
+
+def test_one_bar_per_node_when_system_lists_nodes(ui: UI) -> None:
+    """With a cluster, /system's memory report lists nodes, each with a budget and a ledger;
+    the page draws a bar for each (the snapshot is stubbed: no cluster here)."""
+    page = ui.page
+    real = get(ui.server, "/v1/models")["data"]
+    gib = 1 << 30
+
+    def row(model: str, reserved: int) -> dict[str, Any]:
+        return {"model": model, "status": "loaded", "reserved_bytes": reserved,
+                "estimate_bytes": reserved, "measured_bytes": reserved // 2}
+
+    memory = {"budget_bytes": 8 * gib, "reserved_bytes": 3 * gib, "free_bytes": 5 * gib,
+              "ledger": [], "nodes": [
+                  {"name": "local", "budget_bytes": 4 * gib, "ledger": [row(SMOL, gib)]},
+                  {"name": "box2:50052", "budget_bytes": 4 * gib,
+                   "ledger": [row(SMOL, gib), row(GEMMA, gib)]}]}
+    models = [{**m, "slots_busy": 0, "requests_queued": 0, "idle_seconds": None,
+               "ttl_seconds": 300, "pinned": False, "expires_in_seconds": None,
+               "live": {"generation_tokens_per_second": 0, "prompt_tokens_per_second": None,
+                        "requests_running": 0, "requests_waiting": 0}} for m in real]
+    snap = {"time": time.time(), "system": {"memory": memory}, "models": models, "recent": []}
+    page.route("**/events", lambda route: route.fulfill(
+        status=200, content_type="text/event-stream", body=f"data: {json.dumps(snap)}\n\n"))
+    page.wait_for_function("() => document.querySelectorAll('#pool .bar').length === 2")
+    nodes = page.eval_on_selector_all("#pool .bar", "bars => bars.map(b => b.dataset.node)")
+    assert nodes == ["local", "box2:50052"]
+    second = page.locator('#pool .bar[data-node="box2:50052"] .seg[data-model]')
+    assert second.count() == 2
+    bar = page.locator('#pool .bar[data-node="box2:50052"]').bounding_box()
+    seg = second.first.bounding_box()
+    assert bar is not None
+    assert seg is not None
+    assert seg["width"] == pytest.approx(bar["width"] / 4, abs=1.0)
