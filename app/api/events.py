@@ -27,30 +27,22 @@ PERIOD = 0.5  # seconds between snapshots
 
 
 def model_rows(state: AppState) -> list[dict[str, Any]]:
-    now_mono, now_wall = time.monotonic(), time.time()
     live = state.metrics.live
     rows = []
     for s in state.scheduler.states():
-        entry = s.entry
         row = describe(s)
-        idle = s.status == "loaded" and s.active == 0 and not s.arrivals
-        idle_seconds = max(0.0, now_mono - s.last_used) if idle else None
-        expires_in = None
-        if idle_seconds is not None and entry.ttl > 0 and not entry.pinned:
-            expires_in = max(0.0, entry.ttl - idle_seconds)
         row.update({
-            "slots_busy": s.active, "requests_queued": len(s.arrivals),
-            "idle_seconds": idle_seconds, "ttl_seconds": entry.ttl, "pinned": entry.pinned,
-            "expires_in_seconds": expires_in,
-            "loaded_at": now_wall - (now_mono - s.loaded_at)
-            if s.status in ("loaded", "draining") else None,
-            "live": live.model(entry.id),
+            "slots_busy": s.active, "requests_queued": s.state.waiting,
+            "idle_seconds": s.idle_seconds, "ttl_seconds": s.entry.ttl,
+            "pinned": s.entry.pinned, "expires_in_seconds": s.expires_in,
+            "retry_in_seconds": s.retry_in, "live": live.model(s.entry.id),
         })
         rows.append(row)
     return rows
 
 
 async def snapshot(state: AppState) -> dict[str, Any]:
+    await state.store.refresh()  # the catalog is live (a stat per file when nothing changed)
     report = await system.system(state)
     report.pop("probe", None)  # static: the page reads it once from /system
     return {"time": time.time(), "system": report, "models": model_rows(state),

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.routing import APIRoute
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from app.api.deps import StateDep
 
@@ -56,16 +57,21 @@ async def auth(state: StateDep) -> dict[str, bool]:
     return {"required": bool(state.settings.api_keys)}
 
 
+def has_route(app: Starlette, method: str, path: str) -> bool:
+    """Whether the app routes ``method path`` to an endpoint (asked of the router itself)."""
+    scope = {"type": "http", "method": method, "path": path, "root_path": "",
+             "query_string": b"", "headers": []}
+    return any(route.matches(scope)[0] == Match.FULL for route in app.router.routes)
+
+
 @secured.get("/ui/config")
 async def config(request: Request, state: StateDep) -> dict[str, Any]:
     """What the page needs to start: its code and which optional endpoints exist."""
-    routes = {(r.path, m) for r in request.app.routes if isinstance(r, APIRoute)
-              for m in (r.methods or ())}
     return {
         "assets": [f"/ui/app/{name}" for name in ASSETS],
         "features": {
-            "pull": ("/models/pull", "POST") in routes,
-            "fit": ("/models/fit", "POST") in routes,
+            "pull": has_route(request.app, "POST", "/models/pull"),
+            "fit": has_route(request.app, "POST", "/models/fit"),
         },
         "auth": bool(state.settings.api_keys),
         "version": request.app.version,

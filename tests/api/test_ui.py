@@ -9,8 +9,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.api import ui
 from app.api.events import snapshot
-from app.api.ui import ASSETS, PUBLIC, UI_DIR
+from app.api.ui import ASSETS, PUBLIC, UI_DIR, has_route
 from app.config import Settings
 from app.factory import create_app
 from app.hardware.probe import ProbeReport
@@ -72,15 +73,14 @@ async def test_unknown_files_are_404_in_the_envelope(client: httpx.AsyncClient,
     assert resp.json()["error"]["type"] == "invalid_request_error"
 
 
-async def test_pull_is_detected_from_the_route_table(app: FastAPI,
-                                                     client: httpx.AsyncClient) -> None:
-    assert (await client.get("/ui/config")).json()["features"] == {"pull": False, "fit": False}
-
-    @app.post("/models/pull")
-    async def pull() -> dict[str, str]:
-        return {}
-
-    assert (await client.get("/ui/config")).json()["features"]["pull"] is True
+async def test_optional_endpoints_are_detected_from_the_routes(
+        client: httpx.AsyncClient) -> None:
+    assert (await client.get("/ui/config")).json()["features"] == {"pull": True, "fit": True}
+    bare = FastAPI()  # an app without the hub's routes
+    bare.include_router(ui.secured)
+    assert not has_route(bare, "POST", "/models/pull")
+    assert has_route(bare, "GET", "/ui/config")
+    assert not has_route(bare, "POST", "/ui/config")  # the method counts too
 
 
 async def test_with_keys_only_the_login_form_is_public(

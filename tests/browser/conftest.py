@@ -46,7 +46,7 @@ def browser() -> Iterator[Browser]:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("browser")
     with halo_server(make_models_dir(tmp / "models"), tmp,
-                     args=["--memory-budget", BUDGET]) as srv:
+                     args=["--memory-budget", BUDGET, "--preload", "smollm2"]) as srv:
         yield srv
 
 

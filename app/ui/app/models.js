@@ -93,6 +93,11 @@
           if (data === "[DONE]") return;
           const ev = JSON.parse(data);
           if (ev.error) { failed = ev.error.message || String(ev.error); return; }
+          if (ev.status === "success") {
+            bar.value = bar.max;
+            H.setText(line, "pulled " + (ev.model || model));
+            return;
+          }
           if (ev.total) { bar.max = ev.total; bar.value = ev.completed || 0; }
           const size = ev.total ? " " + H.bytes(ev.completed || 0) + " / " + H.bytes(ev.total) : "";
           H.setText(line, [ev.status, ev.file].filter(Boolean).join(" ") + size +
