@@ -338,21 +338,24 @@ def test_reasoning_and_tool_calls_are_rendered(ui: UI) -> None:
 
 
 def test_one_bar_per_node_when_system_lists_nodes(ui: UI) -> None:
-    """With a cluster, /system's memory report lists nodes, each with a budget and a ledger;
-    the page draws a bar for each (the snapshot is stubbed: no cluster here)."""
+    """A cluster: /system's memory report lists this box and each RPC node with a budget, and
+    a model split across nodes has a per-node map in its ledger row; the page draws a bar per
+    node (the snapshot is stubbed: there is no cluster here)."""
     page = ui.page
     real = get(ui.server, "/v1/models")["data"]
     gib = 1 << 30
 
-    def row(model: str, reserved: int) -> dict[str, Any]:
+    def row(model: str, reserved: int, nodes: dict[str, int] | None) -> dict[str, Any]:
         return {"model": model, "status": "loaded", "reserved_bytes": reserved,
-                "estimate_bytes": reserved, "measured_bytes": reserved // 2}
+                "estimate_bytes": reserved, "measured_bytes": reserved, "nodes": nodes}
 
-    memory = {"budget_bytes": 8 * gib, "reserved_bytes": 3 * gib, "free_bytes": 5 * gib,
-              "ledger": [], "nodes": [
-                  {"name": "local", "budget_bytes": 4 * gib, "ledger": [row(SMOL, gib)]},
-                  {"name": "box2:50052", "budget_bytes": 4 * gib,
-                   "ledger": [row(SMOL, gib), row(GEMMA, gib)]}]}
+    memory = {"budget_bytes": 4 * gib, "reserved_bytes": 2 * gib, "free_bytes": 2 * gib,
+              "ledger": [row(SMOL, gib, {"local": gib, "box2:50052": gib}),
+                         row(GEMMA, gib, None)],
+              "nodes": [{"node": "local", "budget_bytes": 4 * gib, "reserved_bytes": 2 * gib,
+                         "free_bytes": 2 * gib},
+                        {"node": "box2:50052", "budget_bytes": 4 * gib,
+                         "reserved_bytes": gib, "free_bytes": 3 * gib, "status": "ok"}]}
     models = [{**m, "slots_busy": 0, "requests_queued": 0, "idle_seconds": None,
                "ttl_seconds": 300, "pinned": False, "expires_in_seconds": None,
                "live": {"generation_tokens_per_second": 0, "prompt_tokens_per_second": None,
@@ -364,10 +367,14 @@ def test_one_bar_per_node_when_system_lists_nodes(ui: UI) -> None:
     page.wait_for_function("() => document.querySelectorAll('#pool .bar').length === 2")
     nodes = page.eval_on_selector_all("#pool .bar", "bars => bars.map(b => b.dataset.node)")
     assert nodes == ["local", "box2:50052"]
-    second = page.locator('#pool .bar[data-node="box2:50052"] .seg[data-model]')
-    assert second.count() == 2
+    local = page.eval_on_selector_all('#pool .bar[data-node="local"] .seg[data-model]',
+                                      "segs => segs.map(s => s.dataset.model)")
+    assert sorted(local) == [GEMMA, SMOL]
+    remote = page.locator('#pool .bar[data-node="box2:50052"] .seg[data-model]')
+    assert remote.count() == 1
+    assert remote.first.get_attribute("data-model") == SMOL
     bar = page.locator('#pool .bar[data-node="box2:50052"]').bounding_box()
-    seg = second.first.bounding_box()
+    seg = remote.first.bounding_box()
     assert bar is not None
     assert seg is not None
     assert seg["width"] == pytest.approx(bar["width"] / 4, abs=1.0)

@@ -3,26 +3,25 @@
 // loading models (striped) and free space.
 "use strict";
 (function (H) {
-  // The nodes of /system's memory report: `memory.nodes` (or the report's `nodes`) when the
-  // server spans several boxes, else the one local pool. A node without a ledger of its
-  // own takes each model's share from the ledger rows' per-node map, if they have one.
+  // The bars of /system's memory report: one per entry of `memory.nodes` (this box first,
+  // then the RPC nodes of a cluster), else the one pool. A model split across nodes has a
+  // per-node map `nodes` in its ledger row; a model without one sits on this box alone.
   H.poolNodes = function (report) {
     const memory = (report && report.memory) || {};
-    const listed = Array.isArray(memory.nodes) && memory.nodes.length ? memory.nodes
-      : Array.isArray(report && report.nodes) && report.nodes.length &&
-        report.nodes.every((n) => n && n.budget_bytes !== undefined) ? report.nodes : null;
-    if (!listed) return [{ name: "", budget: memory.budget_bytes || 0, ledger: memory.ledger || [] }];
+    const ledger = memory.ledger || [];
+    const listed = Array.isArray(memory.nodes) && memory.nodes.length ? memory.nodes : null;
+    if (!listed) return [{ name: "", budget: memory.budget_bytes || 0, ledger }];
     return listed.map((node, i) => {
-      const name = String(node.name || node.node || node.id || node.address || "node " + (i + 1));
-      let ledger = node.ledger;
-      if (!Array.isArray(ledger)) {
-        ledger = (memory.ledger || []).map((row) => {
-          const share = row.nodes || row.per_node || {};
-          const bytes = typeof share[name] === "object" ? share[name].reserved_bytes : share[name];
-          return Object.assign({}, row, { reserved_bytes: bytes || 0 });
-        });
-      }
-      return { name, budget: node.budget_bytes || 0, ledger };
+      const name = String(node.node || node.name || "node " + (i + 1));
+      const rows = Array.isArray(node.ledger) ? node.ledger : ledger.map((row) => {
+        const split = row.nodes && typeof row.nodes === "object" ? row.nodes : null;
+        let bytes = 0;
+        if (row.reserved_bytes) bytes = split ? split[name] || 0 : i === 0 ? row.reserved_bytes : 0;
+        return Object.assign({}, row, { reserved_bytes: bytes, split: Boolean(split) });
+      });
+      const problem = node.status && node.status !== "ok" ? node.error || node.status : "";
+      return { name: listed.length > 1 ? name : "", budget: node.budget_bytes || 0,
+        ledger: rows, problem };
     });
   };
 
@@ -36,12 +35,12 @@
     });
     seg.style.width = pct + "%";
     seg.style.setProperty("--c", H.color(row.model));
-    if (row.measured_bytes && reserved) {
+    if (row.measured_bytes && reserved && !row.split) {
       const fill = H.el("div", { class: "measured" });
       fill.style.width = Math.min(100, (100 * row.measured_bytes) / reserved) + "%";
       seg.append(fill);
     }
-    if (row.estimate_bytes && reserved) {
+    if (row.estimate_bytes && reserved && !row.split) {
       const tick = H.el("div", { class: "estimate" });
       tick.style.left = Math.min(100, (100 * row.estimate_bytes) / reserved) + "%";
       seg.append(tick);
@@ -50,8 +49,10 @@
   }
 
   function legendRow(row) {
-    const parts = [H.bytes(row.reserved_bytes), "estimate " + H.bytes(row.estimate_bytes)];
-    if (row.measured_bytes) parts.push("measured " + H.bytes(row.measured_bytes));
+    const parts = [H.bytes(row.reserved_bytes)];
+    if (row.split) parts.push("its share on this node");
+    else parts.push("estimate " + H.bytes(row.estimate_bytes));
+    if (row.measured_bytes && !row.split) parts.push("measured " + H.bytes(row.measured_bytes));
     const swatch = H.el("span", { class: "swatch st-" + row.status });
     swatch.style.setProperty("--c", H.color(row.model));
     return H.el("li", {}, swatch, H.el("b", { text: row.model }),
@@ -70,7 +71,8 @@
     freeSeg.style.width = (node.budget > 0 ? (100 * free) / node.budget : 100) + "%";
     bar.append(freeSeg);
     const head = H.el("div", { class: "pool-head" },
-      H.el("span", { class: "node-name", text: node.name }),
+      H.el("span", { class: "node-name", text: node.name },
+        node.problem ? H.el("span", { class: "error", text: " " + node.problem }) : null),
       H.el("span", { class: "muted", text: H.bytes(used) + " reserved · " + H.bytes(free) +
         " free · budget " + H.bytes(node.budget) }));
     const legend = H.el("ul", { class: "legend" }, ...rows.map(legendRow));
