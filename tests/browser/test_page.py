@@ -37,7 +37,7 @@ def wait_for(check: Callable[[], T | None], timeout: float = 20, what: str = "")
 
 
 def get(server: Server, path: str) -> Any:
-    resp = httpx.get(server.url + path, timeout=10)
+    resp = httpx.get(server.url + path, timeout=30)
     resp.raise_for_status()
     return resp.json()
 
@@ -168,7 +168,8 @@ def test_stop_cancels_the_request_and_frees_the_slot(ui: UI) -> None:
     assert running_slots(server, SMOL) >= 1
     page.click("#chat-stop")
     page.wait_for_selector('.msg.assistant[data-state="stopped"]')
-    wait_for(lambda: running_slots(server, SMOL) == 0, timeout=5, what="the slot to be freed")
+    # within a decode step; the margin is for a 2-core machine shared with other test runs
+    wait_for(lambda: running_slots(server, SMOL) == 0, timeout=20, what="the slot to be freed")
     assert page.is_enabled("#chat-send")
     assert page.is_disabled("#chat-stop")
 
