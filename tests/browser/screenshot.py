@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import httpx
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.browser.conftest import BUDGET, DESKTOP, chromium, open_page
 from tests.e2e.conftest import make_models_dir
@@ -23,15 +24,14 @@ from tests.e2e.server import Server, halo_server
 
 log = logging.getLogger("screenshot")
 
-PROMPTS = ["Write a short story about a lighthouse keeper.",
-           "Explain how a heat pump works.", "List ten facts about the Moon."]
+PROMPTS = ["Write a short story about a lighthouse keeper.", "Explain how a heat pump works."]
 
 
 def background_load(server: Server, stop: threading.Event) -> list[threading.Thread]:
     def stream(model: str, prompt: str) -> None:
         while not stop.is_set():
             body = {"model": model, "messages": [{"role": "user", "content": prompt}],
-                    "max_tokens": 300, "stream": True}
+                    "max_tokens": 64, "stream": True}
             try:
                 with httpx.stream("POST", server.base_url + "/chat/completions", json=body,
                                   timeout=60) as resp:
@@ -66,10 +66,15 @@ def take(out: Path) -> None:
                     page = open_page(browser, server, DESKTOP).page
                     page.wait_for_selector('#conn[data-state="on"]')
                     page.select_option("#chat-model", "smollm2")
+                    page.fill("#chat-max", "80")
                     page.fill("#chat-input", "Write a haiku about memory, then show it "
                               "as a Python string in a code block.")
                     page.click("#chat-send")
-                    page.wait_for_selector('.msg.assistant[data-state="done"]', timeout=90_000)
+                    try:  # finished, or still streaming on a slow machine: either shows
+                        page.wait_for_selector('.msg.assistant[data-state="done"]',
+                                               timeout=120_000)
+                    except PlaywrightTimeout:
+                        log.warning("the playground answer is still streaming")
                     time.sleep(4)  # a few seconds of chart under load
                     out.parent.mkdir(parents=True, exist_ok=True)
                     page.screenshot(path=str(out), full_page=True)

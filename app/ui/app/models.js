@@ -89,7 +89,9 @@
       H.setText(line, "starting…");
       let failed = null;
       try {
-        await H.sse("/models/pull", { body: { model }, onData: (data) => {
+        const body = { model };
+        if (H.$("pull-force").checked) body.force = true;
+        await H.sse("/models/pull", { body, onData: (data) => {
           if (data === "[DONE]") return;
           const ev = JSON.parse(data);
           if (ev.error) { failed = ev.error.message || String(ev.error); return; }
