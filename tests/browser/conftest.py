@@ -36,8 +36,10 @@ def chromium() -> Iterator[Browser]:
             browser.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # per module, not per session: Playwright's sync API keeps an event loop running in
+    # this thread while it is open, and the async (anyio) tests of other modules need it gone
     with chromium() as b:
         yield b
 
