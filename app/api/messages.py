@@ -49,7 +49,7 @@ def _sse(name: str, data: dict[str, Any]) -> ServerSentEvent:
 @router.post("/v1/messages", response_model=None)
 async def create(body: MessagesRequest, request: Request, state: StateDep) -> Response:
     job = chat_job(state.generation, _turn(body))
-    renderer = MessagesRenderer(body.model)
+    renderer = MessagesRenderer(body.model, tuple(body.stop_sequences or ()))
     if not body.stream:
         reply = await state.generation.collect(job, cancel_when=disconnected(request))
         if reply is None:

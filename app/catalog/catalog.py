@@ -37,6 +37,7 @@ class ModelEntry:
     nodes: tuple[str, ...] = ()  # RPC nodes holding part of the model (resolved addresses)
     tensor_split: tuple[float, ...] | None = None  # this box first, then each node
     max_tokens: int | None = None  # cap of generated tokens per request (None: the context)
+    stop: tuple[str, ...] = ()  # stop strings added to every request
     embedding: bool = False  # served in embedding mode (pooled vectors, no generation)
     pooling: str | None = None  # embedding mode: mean | cls | last | rank
 
@@ -147,6 +148,7 @@ def make_entry(model_id: str, path: Path, file: ModelFile, config: ModelConfig,
         nodes=defaults.nodes if config.nodes == "all" else tuple(config.nodes),
         tensor_split=tuple(config.tensor_split) if config.tensor_split else None,
         max_tokens=config.max_tokens,
+        stop=tuple(s for s in config.stop if s),
         embedding=embedding,
         pooling=pooling,
     )

@@ -11,6 +11,7 @@
     nodes = ["box2:50052"]           # or "all": split across this box and halo.toml's nodes
     tensor_split = [2, 1]            # shares: this box first, then each node (default: memory)
     max_tokens = 2048                # cap per request (a client may ask for less, not more)
+    stop = ["<end_of_turn>"]         # stop strings added to every request (like Ollama's)
     embedding = true                 # serve in embedding mode (default: GGUF says pooling)
     pooling = "mean"                 # mean | cls | last | rank (default: the model's own)
 """
@@ -43,6 +44,7 @@ class ModelConfig(BaseModel):
     cache_type_k: CacheType = "f16"
     cache_type_v: CacheType = "f16"
     max_tokens: int | None = Field(None, ge=1)  # cap of tokens generated per request
+    stop: list[str] = Field(default_factory=list, max_length=8)  # added to every request's
     source: str | None = None
     embedding: bool | None = None
     pooling: Pooling | None = None

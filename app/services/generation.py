@@ -159,6 +159,7 @@ class GenerationService:
         cap = entry.max_tokens
         if cap is not None and (request.max_tokens is None or request.max_tokens > cap):
             request.max_tokens = cap  # models.toml's cap: less may be asked for, not more
+        request.stop = [*request.stop, *(s for s in entry.stop if s not in request.stop)]
         if options.n != request.n:
             options = ReplyOptions(request.n, options.reasoning, options.include_reasoning,
                                    options.tool_names, options.one_call)

@@ -45,8 +45,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     (models / GEMMA.name).symlink_to(_require(GEMMA))
     (models / "models.toml").write_text(
         f'[models.{MODEL}]\npath = "{GEMMA.name}"\nn_ctx = 32768\nparallel = 1\n'
-        # the agents ask for up to 32k tokens (or none); a 270M base model may never stop
-        f"n_batch = 512\nmax_tokens = 48\nchat_template = '''{GEMMA_TEMPLATE}'''\n")
+        # the agents ask for up to 32k tokens (or none) and a 270M base model may never stop:
+        # one line of answer (Codex counts a reply cut by max tokens as a failure)
+        f'n_batch = 512\nmax_tokens = 64\nstop = ["\\n"]\n'
+        f"chat_template = '''{GEMMA_TEMPLATE}'''\n")
     with halo_server(models, tmp, args=["--preload", MODEL], timeout=180) as srv:
         yield srv
 

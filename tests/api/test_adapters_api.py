@@ -182,7 +182,7 @@ async def test_ollama_keep_alive_sets_the_ttl(client: httpx.AsyncClient) -> None
 async def test_models_toml_caps_max_tokens(models_dir: Path, probe_report: ProbeReport) -> None:
     toml = models_dir / "models.toml"
     toml.write_text(toml.read_text() + '[models.smol]\npath = "SmolLM2-135M-Instruct.Q4_1.gguf"\n'
-                    "max_tokens = 3\n")
+                    'max_tokens = 3\nstop = ["<end>"]\n')
     factory = FakeFactory()
     app = create_app(Settings(models_dir=models_dir), engine_factory=factory,
                      probe_report=probe_report)
@@ -195,4 +195,6 @@ async def test_models_toml_caps_max_tokens(models_dir: Path, probe_report: Probe
             assert r.status_code == 200, r.text
         r = await client.post("/v1/responses", json={"model": "smol", "input": "hi"})
         assert r.json()["status"] == "incomplete"
-    assert [q.max_tokens for q in factory.started[0].requests] == [3, 3, 2, 3]
+    requests = factory.started[0].requests
+    assert [q.max_tokens for q in requests] == [3, 3, 2, 3]
+    assert all(q.stop == ["<end>"] for q in requests)

@@ -39,8 +39,10 @@ def _tool_id(call: ToolCall) -> str:
 
 
 class MessagesRenderer:
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, stop_sequences: tuple[str, ...] | None = None) -> None:
         self.model = model
+        # a stop string models.toml adds is not one the client asked for: that is end_turn
+        self.stop_sequences = stop_sequences
         self.id = f"msg_{uuid.uuid4().hex}"
         self.reply = Reply(1)
         self._open: str | None = None  # "thinking" | "text"
@@ -65,6 +67,8 @@ class MessagesRenderer:
         content.extend({"type": "tool_use", "id": _tool_id(call), "name": call.name,
                         "input": input_json(call.arguments)} for call in choice.tool_calls)
         stop = choice.stop_sequence
+        if self.stop_sequences is not None and stop not in self.stop_sequences:
+            stop = None
         return {"id": self.id, "type": "message", "role": "assistant", "model": self.model,
                 "content": content, "stop_reason": stop_reason(choice.finish_reason, stop),
                 "stop_sequence": stop, "usage": self._usage(reply)}
