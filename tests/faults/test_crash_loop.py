@@ -15,7 +15,8 @@ import pytest
 from tests.conftest import SMOLLM, _require
 from tests.e2e.server import Server, halo_server
 
-pytestmark = pytest.mark.e2e
+# ~15 s on an idle machine, ~1 min on a loaded 2-core one (where each load takes ~30 s)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 GOOD, BROKEN = "smollm2", "broken"
 KEY = b"llama.embedding_length"

@@ -17,7 +17,8 @@ from tests.e2e.server import halo_server
 from tests.e2e.test_scheduler_e2e import GEM, SMOL, models_dir, needs
 from tests.faults.watch import Watch, workers
 
-pytestmark = pytest.mark.e2e
+# ~1 min on an idle machine, ~10 on a loaded 2-core one (where each load takes ~30 s)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 CLIENTS = 4
 ALTERNATIONS = int(os.environ.get("HALO_SWAP_STORM_ROUNDS", "13"))  # per client: 52 in all
