@@ -61,7 +61,7 @@ def install_log(log: LlamaLog) -> Callable[..., Any]:
 
 def uninstall_log() -> None:
     """Back to llama.cpp's default logging (before the Python callback is freed)."""
-    lc.llama_log_set(None, ctypes.c_void_p(0))
+    lc.llama_log_set(lc.llama_log_callback(0), ctypes.c_void_p(0))  # a NULL callback
 
 
 class LlamaModel:
