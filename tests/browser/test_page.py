@@ -66,7 +66,7 @@ def chat(page: Page, model: str, text: str, *, max_tokens: int, extra: dict[str,
 
 def test_page_loads_live_with_no_console_error(ui: UI) -> None:
     page = ui.page
-    assert "backend cpu" in page.inner_text("#hw")
+    assert f"backend {get(ui.server, '/health')['backend']}" in page.inner_text("#hw")
     ids = page.eval_on_selector_all("#models tbody tr", "rows => rows.map(r => r.dataset.model)")
     assert sorted(ids) == [GEMMA, SMOL]
     features = get(ui.server, "/ui/config")["features"]
