@@ -31,7 +31,7 @@ def background_load(server: Server, stop: threading.Event) -> list[threading.Thr
     def stream(model: str, prompt: str) -> None:
         while not stop.is_set():
             body = {"model": model, "messages": [{"role": "user", "content": prompt}],
-                    "max_tokens": 64, "stream": True}
+                    "max_tokens": 24, "stream": True}
             try:
                 with httpx.stream("POST", server.base_url + "/chat/completions", json=body,
                                   timeout=60) as resp:
@@ -66,7 +66,7 @@ def take(out: Path) -> None:
                     page = open_page(browser, server, DESKTOP).page
                     page.wait_for_selector('#conn[data-state="on"]')
                     page.select_option("#chat-model", "smollm2")
-                    page.fill("#chat-max", "80")
+                    page.fill("#chat-max", "48")
                     page.fill("#chat-input", "Write a haiku about memory, then show it "
                               "as a Python string in a code block.")
                     page.click("#chat-send")
@@ -75,7 +75,11 @@ def take(out: Path) -> None:
                                                timeout=120_000)
                     except PlaywrightTimeout:
                         log.warning("the playground answer is still streaming")
-                    time.sleep(4)  # a few seconds of chart under load
+                    try:  # some finished requests in the Live table
+                        page.wait_for_selector("#recent tbody tr[data-model]", timeout=60_000)
+                    except PlaywrightTimeout:
+                        log.warning("no request has finished yet")
+                    time.sleep(2)
                     out.parent.mkdir(parents=True, exist_ok=True)
                     page.screenshot(path=str(out), full_page=True)
             finally:
