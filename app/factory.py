@@ -36,7 +36,7 @@ from app.catalog.catalog import Catalog, Defaults, ModelEntry
 from app.catalog.live import LiveCatalog
 from app.cluster import Cluster, probe_nodes
 from app.config import Settings
-from app.engine.client import EngineClient, WorkerSpec
+from app.engine.client import EngineClient, Speculation, WorkerSpec
 from app.hardware.choice import BackendChoice
 from app.hardware.nodes import NodeInfo
 from app.hardware.probe import ProbeReport, probe
@@ -44,7 +44,7 @@ from app.hub.remote import HubClient
 from app.metrics import Metrics
 from app.scheduler.driver import Limits, Scheduler
 from app.scheduler.engine import Engine, EngineFactory
-from app.scheduler.estimate import MemoryEstimate, estimate
+from app.scheduler.estimate import MemoryEstimate, estimate, with_draft
 from app.services.generation import GenerationService
 from app.services.model_store import ModelStore
 from app.services.response_store import ResponseStore
@@ -77,20 +77,29 @@ def worker_spec(settings: Settings, choice: BackendChoice, entry: ModelEntry,
         env=dict(choice.env),
         embedding=entry.embedding,
         pooling=entry.pooling,
+        speculative=Speculation(entry.speculative.type, entry.speculative.max),
+        draft_path=entry.draft_path,
     )
 
 
 def estimate_entry(choice: BackendChoice, entry: ModelEntry) -> MemoryEstimate:
+    """The entry's memory, with its draft model's when it has one (same worker)."""
     # embedding mode: a batch holds a whole input (worker: n_batch >= n_ctx)
     n_batch = max(entry.n_batch, entry.n_ctx) if entry.embedding else entry.n_batch
+    fa = choice.flash_attn and choice.backend != "cpu"
     found = estimate(entry.file, n_ctx=entry.n_ctx, parallel=entry.parallel,
                      cache_type_k=entry.cache_type_k, cache_type_v=entry.cache_type_v,
-                     n_batch=n_batch, n_ubatch=n_batch,
-                     flash_attn=choice.flash_attn and choice.backend != "cpu")
+                     n_batch=n_batch, n_ubatch=n_batch, flash_attn=fa,
+                     outputs_per_seq=1 if entry.embedding else 1 + entry.speculative.max)
     info = entry.file.info
     if entry.embedding and info.metadata.get(f"{info.architecture}.attention.causal") is False:
         found = dataclasses.replace(found, kv=0)  # an encoder keeps no KV cache
-    return found
+    if entry.draft_file is None:
+        return found
+    draft = estimate(entry.draft_file, n_ctx=entry.n_ctx, parallel=entry.parallel,
+                     cache_type_k=entry.cache_type_k, cache_type_v=entry.cache_type_v,
+                     n_batch=n_batch, n_ubatch=n_batch, flash_attn=fa)
+    return with_draft(found, draft)
 
 
 def run_probe(settings: Settings) -> ProbeReport:

@@ -49,6 +49,10 @@ class Metrics:
                                     buckets=_QUEUE, registry=r)
         self.load_time = Histogram("halo_model_load_seconds", "Worker start to model ready.",
                                    ["model"], buckets=_LOAD, registry=r)
+        self.spec_proposed = Counter("halo_spec_proposed_tokens", "Draft tokens verified by "
+                                     "speculative decoding.", ["model"], registry=r)
+        self.spec_accepted = Counter("halo_spec_accepted_tokens", "Draft tokens the model "
+                                     "accepted (speculative decoding).", ["model"], registry=r)
         self.running = Gauge("halo_requests_running", "Requests generating.", ["model"],
                              registry=r)
         self.waiting = Gauge("halo_requests_waiting", "Requests waiting for a model or slot.",
@@ -76,6 +80,8 @@ class Metrics:
         for model in model_ids:
             self.prompt_tokens.labels(model)
             self.generation_tokens.labels(model)
+            self.spec_proposed.labels(model)
+            self.spec_accepted.labels(model)
             self.running.labels(model).set(0)
             self.waiting.labels(model).set(0)
             self.loaded.labels(model).set(0)
@@ -111,6 +117,9 @@ class RequestTracker:
         self._state = "waiting"
         metrics.waiting.labels(model).inc()
         metrics.live.arrived(model)
+        # the per-token series, looked up once per request rather than once per token
+        self._generated = metrics.generation_tokens.labels(model)
+        self._itl = metrics.itl.labels(model)
 
     def _leave(self) -> None:
         gauge = self._m.waiting if self._state == "waiting" else self._m.running
@@ -138,21 +147,25 @@ class RequestTracker:
             self._prompt = event.prompt_tokens
             self._uncached = event.prompt_tokens - event.cached_tokens
         elif isinstance(event, TextDelta) and event.n_tokens:
-            m.generation_tokens.labels(model).inc(event.n_tokens)
+            self._generated.inc(event.n_tokens)
             m.live.generated(model, event.n_tokens)
             self._tokens += event.n_tokens
             if self._last_token is None:
                 self._first_token(now)
             else:
                 gap = (now - self._last_token) / event.n_tokens
+                itl = self._itl
                 for _ in range(event.n_tokens):
-                    m.itl.labels(model).observe(gap)
+                    itl.observe(gap)
             self._last_token = now
         elif isinstance(event, ChoiceEnd) and self._last_token is None:
             self._first_token(now)
             self._last_token = now
         elif isinstance(event, Finished):
             m.e2e.labels(model).observe(now - self._start)
+            if event.spec_proposed:
+                m.spec_proposed.labels(model).inc(event.spec_proposed)
+                m.spec_accepted.labels(model).inc(event.spec_accepted)
 
     def close(self, status: str) -> None:
         """Record the outcome once: "ok", an error code, or "cancelled"."""

@@ -1,7 +1,11 @@
 """`make bench`: the same streaming workload against each server in turn, then one table.
 
     python -m bench.run [--servers halo,llama-server,llama-cpp-python] [--levels 1,4,8]
-                        [--rounds N] [--max-tokens N]
+                        [--rounds N] [--max-tokens N] [--workloads plain,edit]
+                        [--edit-servers ...] [--edit-runs N]
+
+Two workloads: `plain` (concurrent story streams, see workload.py) and `edit` (one stream
+rewriting a 60-line function, where speculative decoding pays; see edit.py).
 
 Servers run one at a time (the numbers are only comparable when nothing else competes for the
 cores). A server that cannot be built, started or streamed from is reported as failed and the
@@ -25,12 +29,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
-from bench import servers
+from bench import edit, servers
 from bench.workload import Workload
 
 T = TypeVar("T")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_SERVERS = "halo,llama-server,llama-cpp-python"
+DEFAULT_EDIT_SERVERS = "halo,llama-server,llama-server-ngram-mod,llama-server-ngram-simple"
 REFERENCE = "llama-server"
 FOREIGN_CPU_WARN = 0.10
 LEGEND = ("lcpp = python -m llama_cpp.server (lcpp-noint: --interrupt_requests False); "
@@ -368,12 +373,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wait-idle", type=float, default=120.0, metavar="SECONDS",
                         help="before each server, wait up to this long for other processes to "
                         "leave the CPUs idle (default 120; 0: only warn)")
+    parser.add_argument("--workloads", default="plain,edit",
+                        help="plain (concurrent streams) and/or edit (speculative editing)")
+    parser.add_argument("--edit-servers", default=DEFAULT_EDIT_SERVERS,
+                        help=f"servers of the edit workload (default {DEFAULT_EDIT_SERVERS})")
+    parser.add_argument("--edit-runs", type=int, default=3,
+                        help="requests per configuration of the edit workload (default 3)")
     parser.add_argument("--model", type=Path,
                         default=servers.REPO_ROOT / "models" / servers.MODEL_FILE)
     args = parser.parse_args(argv)
 
-    names = parse_list(args.servers)
-    unknown = [n for n in names if n not in servers.SERVERS]
+    workloads = parse_list(args.workloads)
+    if not workloads or set(workloads) - {"plain", "edit"}:
+        parser.error("--workloads is a comma list of plain and edit")
+    names = parse_list(args.servers) if "plain" in workloads else []
+    edit_names = parse_list(args.edit_servers) if "edit" in workloads else []
+    unknown = [n for n in names + edit_names if n not in servers.SERVERS]
     if unknown:
         parser.error(f"unknown server(s) {unknown}; choose from {list(servers.SERVERS)}")
     levels = [int(x) for x in parse_list(args.levels)]
@@ -390,18 +405,24 @@ def main(argv: list[str] | None = None) -> int:
         "timestamp": stamp, "git_commit": git_commit(), "machine": machine_info(),
         "model": str(model), "model_id": servers.MODEL_ID, "levels": levels,
         "rounds": args.rounds, "max_tokens": args.max_tokens, "threads": servers.THREADS,
-        "llama_cpp_python": servers.LLAMA_CPP_PYTHON_VERSION,
+        "llama_cpp_python": servers.LLAMA_CPP_PYTHON_VERSION, "workloads": workloads,
+        "edit_runs": args.edit_runs, "edit_max_tokens": edit.MAX_TOKENS,
     }
     print(f"bench {stamp}: servers {names}, levels {levels}, {args.rounds} round(s), "
           f"max_tokens {args.max_tokens}, commit {meta['git_commit']}", flush=True)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     records: list[dict[str, Any]] = []
+    edit_records: list[dict[str, Any]] = []
     started = time.monotonic()
     interrupted = False
     try:
         for name in names:
             bench_server(servers.SERVERS[name], model, levels, args.rounds, args.max_tokens,
                          log_dir, records, args.wait_idle)
+        for name in edit_names:
+            wait_for_idle(args.wait_idle)
+            edit.bench_edit_server(servers.SERVERS[name], model, args.edit_runs, log_dir,
+                                   edit_records, run_async)
     except KeyboardInterrupt:
         interrupted = True
         print("\ninterrupted; servers stopped, writing partial results", flush=True)
@@ -411,9 +432,17 @@ def main(argv: list[str] | None = None) -> int:
     meta["interrupted"] = interrupted
 
     out = RESULTS_DIR / f"{stamp}.json"
-    out.write_text(json.dumps({"meta": meta, "servers": records}, indent=2) + "\n")
-    if not records:
+    out.write_text(json.dumps({"meta": meta, "servers": records, "edit": edit_records},
+                              indent=2) + "\n")
+    if not records and not edit_records:
         return 130
+    log_dir.mkdir(parents=True, exist_ok=True)
+    if edit_records:
+        table = edit.edit_table(edit_records)
+        print(f"\nedit workload ({edit.MAX_TOKENS} tokens, 1 stream):\n{table}\n")
+        (log_dir / "edit.md").write_text(table + "\n")
+    if not records:
+        return 130 if interrupted else 0
     header, rows = table_rows(records, levels)
     text = render_text(header, rows) + "\n" + LEGEND
     print(f"\n{text}\n")

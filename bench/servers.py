@@ -65,6 +65,8 @@ class ServerSpec:
     prepare: Callable[[Path, int], Launch]
     label: str = ""  # short column title in the table (defaults to name)
     startup_timeout: float = 180.0
+    # editing workload: configuration name -> extra request fields (one server, several bodies)
+    edit_bodies: dict[str, dict[str, Any]] = field(default_factory=lambda: {"": {}})
 
 
 # -- halo ---------------------------------------------------------------------------------------
@@ -104,7 +106,7 @@ def _prepare_halo_native(model: Path, port: int) -> Launch:
 # -- llama-server (C++) -------------------------------------------------------------------------
 
 
-def _prepare_llama_server(model: Path, port: int) -> Launch:
+def _prepare_llama_server(model: Path, port: int, extra: tuple[str, ...] = ()) -> Launch:
     binary = build_llama_server.binary_path()
     if not build_llama_server.is_built():
         print(f"llama-server is not built yet; building it into {binary.parent}", flush=True)
@@ -115,6 +117,7 @@ def _prepare_llama_server(model: Path, port: int) -> Launch:
     argv = [
         str(binary), "-m", str(model), "-np", str(PARALLEL), "-t", str(THREADS),
         "-c", str(N_CTX_PER_SLOT * PARALLEL), "--host", "127.0.0.1", "--port", str(port),
+        *extra,
     ]
     return Launch(argv, REPO_ROOT)
 
@@ -177,6 +180,8 @@ SERVERS: dict[str, ServerSpec] = {
         ServerSpec(
             "halo", f"halo (this repo), parallel={PARALLEL}, n_ctx={N_CTX_PER_SLOT}/slot",
             "/health", _ignore_eos, _prepare_halo, "halo",
+            edit_bodies={"no speculation": {"speculative": {"type": "off"}},
+                         "ngram (default)": {}},
         ),
         ServerSpec(
             "halo-native", "halo on a GGML_NATIVE=ON llama.cpp (bench/build_native_lib.py)",
@@ -187,6 +192,16 @@ SERVERS: dict[str, ServerSpec] = {
             f"llama.cpp llama-server from the llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} sdist, "
             f"-np {PARALLEL} -c {N_CTX_PER_SLOT * PARALLEL}",
             "/health", _ignore_eos, _prepare_llama_server, "llama-server",
+        ),
+        *(
+            ServerSpec(
+                f"llama-server-{kind}",
+                f"llama-server as above with --spec-type {kind}",
+                "/health", _ignore_eos,
+                lambda m, p, kind=kind: _prepare_llama_server(m, p, ("--spec-type", kind)),  # type: ignore[misc]
+                f"ls-{kind}",
+            )
+            for kind in ("ngram-mod", "ngram-simple")
         ),
         ServerSpec(
             "llama-cpp-python",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from app.catalog.gguf import GGUFError, ModelFile, read_model, split_name
-from app.catalog.models_toml import CacheType, ModelConfig, load_models_file
+from app.catalog.models_toml import CacheType, ModelConfig, SpecConfig, load_models_file
 from app.catalog.sources import is_mmproj, read_source
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,10 @@ class ModelEntry:
     stop: tuple[str, ...] = ()  # stop strings added to every request
     embedding: bool = False  # served in embedding mode (pooled vectors, no generation)
     pooling: str | None = None  # embedding mode: mean | cls | last | rank
+    speculative: SpecConfig = SpecConfig()
+    draft_id: str | None = None  # draft model for speculative decoding (a catalog id)
+    draft_path: Path | None = None
+    draft_file: ModelFile | None = None
 
     @property
     def size_bytes(self) -> int:
@@ -151,6 +155,8 @@ def make_entry(model_id: str, path: Path, file: ModelFile, config: ModelConfig,
         stop=tuple(s for s in config.stop if s),
         embedding=embedding,
         pooling=pooling,
+        speculative=SpecConfig(type="off", max=config.spec.max) if embedding else config.spec,
+        draft_id=None if embedding else config.draft,
     )
 
 
@@ -203,4 +209,21 @@ def scan(models_dir: Path, models_file: Path, defaults: Defaults,
         if path.resolve() in claimed or model_id in entries:
             continue
         add(model_id, path, ModelConfig(path=path))
+    for model_id, entry in list(entries.items()):
+        if entry.draft_id is not None:
+            entries[model_id] = _with_draft(entry, entries.get(entry.draft_id), problems)
     return Catalog(entries=entries, problems=tuple(problems))
+
+
+def _with_draft(entry: ModelEntry, draft: ModelEntry | None, problems: list[Problem]) -> ModelEntry:
+    """Resolve the entry's draft model; an unknown one is a problem and speculation falls
+    back to n-gram lookup (the vocabulary is checked when the worker loads both)."""
+    if draft is None:
+        problems.append(Problem(entry.path, f"draft model '{entry.draft_id}' of '{entry.id}' "
+                                            "is not in the catalog"))
+        log.warning("unknown draft model", extra={"model": entry.id, "draft": entry.draft_id})
+        spec = entry.speculative
+        if spec.type == "draft":
+            spec = SpecConfig(type="ngram", max=spec.max)
+        return replace(entry, draft_id=None, speculative=spec)
+    return replace(entry, draft_path=draft.path, draft_file=draft.file)

@@ -14,6 +14,8 @@
     stop = ["<end_of_turn>"]         # stop strings added to every request (like Ollama's)
     embedding = true                 # serve in embedding mode (default: GGUF says pooling)
     pooling = "mean"                 # mean | cls | last | rank (default: the model's own)
+    speculative = {type = "ngram", max = 8}   # "ngram" | "draft" | "off"; max draft tokens
+    draft = "smollm2-draft"          # id of a draft model (same vocabulary) for type "draft"
 """
 
 from __future__ import annotations
@@ -26,6 +28,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 Pooling = Literal["mean", "cls", "last", "rank"]
 CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
+
+
+SpecType = Literal["ngram", "draft", "off"]
+SPEC_MAX = 32
+
+
+class SpecConfig(BaseModel):
+    """Speculative decoding of a model (the default of its requests)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: SpecType = "ngram"
+    max: int = Field(8, ge=1, le=SPEC_MAX)
 
 
 class ModelConfig(BaseModel):
@@ -61,12 +76,22 @@ class ModelConfig(BaseModel):
             raise ValueError(f"tensor_split needs {len(self.nodes) + 1} shares (this box "
                              f"first, then each node), got {len(self.tensor_split)}")
         return self
+    speculative: SpecConfig | None = None  # None: ngram, or draft when `draft` is set
+    draft: str | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
     def _one_template_source(self) -> ModelConfig:
         if self.chat_template is not None and self.chat_template_file is not None:
             raise ValueError("set chat_template or chat_template_file, not both")
+        if self.speculative is not None and self.speculative.type == "draft" and not self.draft:
+            raise ValueError('speculative type "draft" needs a draft model (draft = "id")')
         return self
+
+    @property
+    def spec(self) -> SpecConfig:
+        if self.speculative is not None:
+            return self.speculative
+        return SpecConfig(type="draft" if self.draft else "ngram")
 
 
 class ModelsFileError(Exception):

@@ -8,6 +8,7 @@ from app.engine.detok import TextStream
 from app.engine.sampling import Sampler
 from app.engine.schema import GenerateRequest, TokenLogprob
 from app.engine.slots import Slot
+from app.engine.speculative import SpecState
 
 
 @dataclass(eq=False)
@@ -25,6 +26,9 @@ class Choice:
     out_idx: int = -1  # output index in the current batch
     done: bool = False
     logprobs: list[TokenLogprob] = field(default_factory=list)  # not sent yet
+    text: str = ""  # produced this step, not sent yet
+    text_tokens: int = 0  # tokens behind `text` (those after it wait for more text)
+    spec: SpecState | None = None  # speculative decoding of this choice (None: off)
 
 
 @dataclass(eq=False)
@@ -54,3 +58,9 @@ class Job:
     @property
     def completion_tokens(self) -> int:
         return sum(c.generated for c in self.choices)
+
+    @property
+    def spec_counts(self) -> tuple[int, int]:
+        """Draft tokens proposed and accepted over all choices."""
+        specs = [c.spec for c in self.choices if c.spec is not None]
+        return sum(s.proposed for s in specs), sum(s.accepted for s in specs)

@@ -1,8 +1,11 @@
-"""The continuous-batching decode loop: slots, FIFO admission, chunked prefill, sampling.
+"""The continuous-batching decode loop: slots, FIFO admission, chunked prefill, sampling,
+speculative decoding.
 
-Every step puts the next token of each decoding choice plus as much pending prompt as fits
-(n_batch minus the decoding tokens) into one llama_decode, then samples each output with
-that choice's sampler chain. All events of a step go out in one message.
+Every step puts the next token of each decoding choice, the draft tokens of the choices
+that speculate this step, and as much pending prompt as fits (n_batch minus those) into
+one llama_decode, then samples each output with that choice's sampler chain (verifying
+drafts, see speculative.py). All events of a step go out in one message, with at most one
+text delta per choice.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Callable
 
 from app.engine.batch import Batch
 from app.engine.detok import TextStream
+from app.engine.draft import Drafter, Want
 from app.engine.grammar import GrammarError
 from app.engine.jobs import Choice, Job
 from app.engine.logprobs import token_logprob
@@ -35,19 +39,34 @@ from app.engine.schema import (
 )
 from app.engine.slots import Slot, common_prefix, pick_slots
 from app.errors import EngineCode
+from app.engine.speculative import SpecState, verify_drafts
 
 logger = logging.getLogger(__name__)
 
+
+def spec_cap(spec: WorkerSpec) -> int:
+    """Most draft tokens per sequence and step the worker's context is sized for."""
+    return max(0, spec.speculative.max)
+
 Send = Callable[[list[tuple[str, Event]]], None]
+
+# Draft tokens per step over all sequences = SPEC_STEP_TOKENS minus the decoding sequences:
+# with many streams the batch is already wide, and verifying drafts costs compute.
+SPEC_STEP_TOKENS = 16
 
 
 class DecodeLoop:
     """Owns the slots and the jobs of one worker; `step()` runs one decode."""
 
-    def __init__(self, model: LlamaModel, spec: WorkerSpec, send: Send) -> None:
+    def __init__(
+        self, model: LlamaModel, spec: WorkerSpec, send: Send, drafter: Drafter | None = None
+    ) -> None:
         if spec.n_batch <= spec.parallel:
             raise ValueError("n_batch must be larger than parallel")
         self.model = model
+        self.drafter = drafter
+        self.spec_default = spec.speculative
+        self.spec_cap = spec_cap(spec) if model.can_rollback else 0
         self.n_ctx = spec.n_ctx
         self.slots = [Slot(seq) for seq in range(spec.parallel)]
         self.batch = Batch(spec.n_batch)
@@ -155,6 +174,8 @@ class DecodeLoop:
         self._events.clear()
         self.batch.free()
         self.model.close()
+        if self.drafter is not None:
+            self.drafter.close()
 
     def flush(self) -> None:
         if self._events:
@@ -167,12 +188,16 @@ class DecodeLoop:
         self._admit()
         batch = self.batch
         batch.clear()
+        active: list[tuple[Job, Choice]] = []
         for job in self.decoding:
             for ch in job.choices:
                 if not ch.done:
                     slot = ch.slot
                     ch.out_idx = batch.add(ch.last_token, len(slot.tokens), slot.seq, True)
                     slot.tokens.append(ch.last_token)
+                    active.append((job, ch))
+        if self.spec_cap:
+            self._add_drafts(active)
         budget = batch.capacity - batch.n
         prefilled: list[Job] = []
         finishing: list[Job] = []
@@ -200,10 +225,12 @@ class DecodeLoop:
             self.flush()
             return
         ctx = self.model.ctx
-        for job in self.decoding:
-            for ch in job.choices:
-                if not ch.done:
-                    self._on_token(job, ch, ch.sampler.sample(ctx, ch.out_idx), ch.out_idx)
+        for job, ch in active:
+            if ch.spec is not None and ch.spec.drafts:
+                self._verify(job, ch)
+            else:
+                self._on_token(job, ch, ch.sampler.sample(ctx, ch.out_idx), ch.out_idx)
+            self._flush_text(job, ch)
         now = time.perf_counter()
         for job in finishing:
             self.prefilling.remove(job)
@@ -215,8 +242,70 @@ class DecodeLoop:
                 ch.slot.tokens = list(src.tokens)
             for ch in job.choices:
                 self._on_token(job, ch, ch.sampler.sample(ctx, job.prefill_out), job.prefill_out)
+                self._flush_text(job, ch)
         self._finish_done()
         self.flush()
+
+    # speculative decoding
+    def _add_drafts(self, active: list[tuple[Job, Choice]]) -> None:
+        """Propose drafts for the choices that speculate this step and add them to the batch."""
+        room = min(SPEC_STEP_TOKENS - len(active), self.batch.capacity - self.batch.n)
+        if room <= 0:
+            return
+        by_seq: dict[int, SpecState] = {}
+        wants: list[Want] = []
+        for _, ch in active:
+            spec = ch.spec
+            if spec is None:
+                continue
+            spec.drafts = []
+            # never propose past the choice's token limit (so never past the context)
+            k = min(spec.length.want(), ch.limit - ch.generated - 1, room)
+            if k <= 0:
+                continue
+            if spec.index is not None:
+                spec.drafts = spec.index.propose(k)
+                room -= len(spec.drafts)
+            else:
+                wants.append(Want(ch.slot.seq, ch.slot.tokens, k))
+                by_seq[ch.slot.seq] = spec
+                room -= k
+            if room <= 0:
+                break
+        if wants and self.drafter is not None:
+            for seq, drafts in self.drafter.propose(wants).items():
+                by_seq[seq].drafts = drafts
+        batch = self.batch
+        for _, ch in active:
+            spec = ch.spec
+            if spec is not None and spec.drafts:
+                slot = ch.slot
+                pos = len(slot.tokens)
+                spec.draft_idx = batch.n
+                for i, token in enumerate(spec.drafts):
+                    batch.add(token, pos + i, slot.seq, True)
+
+    def _verify(self, job: Job, ch: Choice) -> None:
+        """Sample the target at the pending token and each draft; keep the agreeing drafts."""
+        spec = ch.spec
+        assert spec is not None
+        drafts, ctx, sampler = spec.drafts, self.model.ctx, ch.sampler
+        first, rest = ch.out_idx, spec.draft_idx - 1
+        slot = ch.slot
+
+        def sample(i: int) -> int:
+            return sampler.sample(ctx, first if i == 0 else rest + i)
+
+        def emit(i: int, token: int) -> bool:
+            self._on_token(job, ch, token, first if i == 0 else rest + i)
+            return not ch.done
+
+        accepted = verify_drafts(drafts, sample, emit)
+        slot.tokens.extend(drafts[:accepted])
+        if accepted < len(drafts):
+            self.model.seq_rm(slot.seq, len(slot.tokens))  # KV of the rejected drafts
+        spec.record(len(drafts), accepted)
+        spec.drafts = []
 
     # internals
     def _emit(self, request_id: str, event: Event) -> None:
@@ -251,7 +340,9 @@ class DecodeLoop:
                 vocab=self.model.vocab,
                 grammar=job.grammar,
             )
-            job.choices.append(Choice(i, slot, sampler, TextStream(req.stop), job.limit))
+            ch = Choice(i, slot, sampler, TextStream(req.stop), job.limit)
+            ch.spec = self._spec_state(req, job.prompt)
+            job.choices.append(ch)
         job.t_admit = time.perf_counter()
         self._emit(job.request_id,
                    Accepted(len(job.prompt), job.cached, req.thinking_opened))
@@ -262,6 +353,16 @@ class DecodeLoop:
             self._finish(job)
             return
         self.prefilling.append(job)
+
+    def _spec_state(self, req: GenerateRequest, prompt: list[int]) -> SpecState | None:
+        """The speculation of one choice: the request's setting, else the model's."""
+        want = req.speculative or self.spec_default
+        k_max = min(want.max, self.spec_cap)
+        if want.type == "ngram" and k_max > 0:
+            return SpecState("ngram", k_max, prompt)
+        if want.type == "draft" and k_max > 0 and self.drafter is not None:
+            return SpecState("draft", k_max, ())
+        return None
 
     def _keep_prefix(self, slot: Slot, n_past: int) -> int:
         """Trim the slot's KV cache to its first `n_past` tokens; returns what was kept."""
@@ -287,6 +388,8 @@ class DecodeLoop:
         ch.generated += 1
         ch.unsent += 1
         ch.last_token = token
+        if ch.spec is not None and ch.spec.index is not None:
+            ch.spec.index.append(token)
         if job.req.logprobs is not None:
             model = self.model
             ch.logprobs.append(token_logprob(model.ctx, idx, model.n_vocab, token,
@@ -305,15 +408,26 @@ class DecodeLoop:
             reason = "stop"
         if tail:
             self._emit_text(job, ch, tail)
+        self._flush_text(job, ch)
         ch.done = True
         self._emit(job.request_id, ChoiceEnd(ch.index, reason, ch.generated, ch.stream.matched))
         self._release_choice(ch)
 
     def _emit_text(self, job: Job, ch: Choice, text: str) -> None:
-        logprobs = tuple(ch.logprobs)
-        ch.logprobs.clear()
-        self._emit(job.request_id, TextDelta(ch.index, text, ch.unsent, logprobs))
-        ch.unsent = 0
+        """Queue text of the choice; sent as one TextDelta per step (_flush_text)."""
+        ch.text += text
+        ch.text_tokens = ch.unsent
+
+    def _flush_text(self, job: Job, ch: Choice) -> None:
+        if not ch.text:
+            return
+        n = ch.text_tokens
+        logprobs = tuple(ch.logprobs[:n])
+        del ch.logprobs[:n]
+        self._emit(job.request_id, TextDelta(ch.index, ch.text, n, logprobs))
+        ch.text = ""
+        ch.unsent -= n
+        ch.text_tokens = 0
 
     def _finish_done(self) -> None:
         for job in [j for j in self.decoding if j.done]:
@@ -322,6 +436,7 @@ class DecodeLoop:
 
     def _finish(self, job: Job) -> None:
         now = time.perf_counter()
+        proposed, accepted = job.spec_counts
         self._emit(
             job.request_id,
             Finished(
@@ -331,6 +446,8 @@ class DecodeLoop:
                 queue_ms=(job.t_admit - job.t_submit) * 1000.0,
                 prompt_ms=(job.t_first - job.t_admit) * 1000.0,
                 decode_ms=(now - job.t_first) * 1000.0,
+                spec_proposed=proposed,
+                spec_accepted=accepted,
             ),
         )
 

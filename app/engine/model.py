@@ -111,6 +111,10 @@ class LlamaModel:
         self.n_cls_out = int(lc.llama_model_n_cls_out(self.model))
         self.pooling = int(lc.llama_pooling_type(self.ctx))
         self.mem: Any = lc.llama_get_memory(self.ctx)
+        # recurrent state cannot drop its last positions: no speculation there
+        self.can_rollback = not (
+            lc.llama_model_is_recurrent(self.model) or lc.llama_model_is_hybrid(self.model)
+        )
         self.eog_tokens = self._eog_tokens()
         self._pieces: dict[int, bytes] = {}
         self._piece_buf = ctypes.create_string_buffer(256)
@@ -154,7 +158,8 @@ class LlamaModel:
         cparams.n_batch = spec.n_batch
         cparams.n_ubatch = spec.n_batch
         cparams.n_seq_max = spec.parallel
-        cparams.n_outputs_max = spec.parallel  # at most one output per sequence per step
+        # one output per sequence per step, plus one per draft token verified
+        cparams.n_outputs_max = spec.parallel * (1 + max(0, spec.speculative.max))
         if spec.embedding:
             # one pooled vector per sequence; an encoder takes a whole batch in one ubatch,
             # so a batch must hold the longest input

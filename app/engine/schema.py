@@ -14,6 +14,18 @@ from app.errors import EngineCode
 
 
 @dataclass(frozen=True)
+class Speculation:
+    """Speculative decoding of a model (its default) or of one request.
+
+    `type`: "ngram" (prompt lookup), "draft" (the model's draft model) or "off"; `max`:
+    the most draft tokens verified per step and sequence.
+    """
+
+    type: str = "ngram"
+    max: int = 8
+
+
+@dataclass(frozen=True)
 class WorkerSpec:
     """How to start one worker: the model file and the llama.cpp context settings."""
 
@@ -40,6 +52,8 @@ class WorkerSpec:
     # embedding mode: pooled vectors instead of generation; pooling None -> the model's own
     embedding: bool = False
     pooling: str | None = None  # "mean" | "cls" | "last" | "rank"
+    speculative: Speculation = Speculation()  # the default of requests that do not say
+    draft_path: Path | None = None  # draft model (same vocabulary) for type "draft"
 
 
 @dataclass(frozen=True)
@@ -102,6 +116,7 @@ class GenerateRequest:
     json_schema: dict[str, Any] | None = None
     json_schema_param: str = "response_format"  # request field named when it is refused
     logprobs: int | None = None  # None: off; k: the sampled token's logprob and the top k
+    speculative: Speculation | None = None  # None: the model's default
 
 
 @dataclass(frozen=True)
@@ -152,6 +167,8 @@ class Finished:
     queue_ms: float
     prompt_ms: float
     decode_ms: float
+    spec_proposed: int = 0  # draft tokens verified (speculative decoding)
+    spec_accepted: int = 0  # of which the target accepted
 
 
 @dataclass(frozen=True)

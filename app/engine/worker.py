@@ -17,14 +17,16 @@ import socket
 import sys
 import threading
 import time
+from dataclasses import replace
 
 from app.engine import ipc
+from app.engine.draft import Drafter, check_vocab
 from app.engine.embed_loop import POOLING_NAMES, EmbedLoop
 from app.engine.exits import explain_load_failure
 from app.engine.loop import DecodeLoop
 from app.engine.memory import LlamaLog, rss_bytes
 from app.engine.model import LlamaModel, ModelLoadError, install_log, uninstall_log
-from app.engine.schema import Event, LoadReport, WorkerSpec
+from app.engine.schema import Event, LoadReport, Speculation, WorkerSpec
 from app.errors import EngineCode
 
 logger = logging.getLogger(__name__)
@@ -82,11 +84,18 @@ def _load(spec: WorkerSpec, sender: _Sender, log: LlamaLog) -> Loop | None:
     except ModelLoadError as exc:
         sender.send(ipc.LoadFailed(_reason(spec, exc, log)))
         return None
+    drafter: Drafter | None = None
     try:
+        if spec.draft_path is not None and not spec.embedding:
+            drafter = _load_draft(spec, model)
         loop: Loop = (EmbedLoop(model, spec, sender.events) if spec.embedding
-                      else DecodeLoop(model, spec, sender.events))
+                      else DecodeLoop(model, spec, sender.events, drafter))
         model.warm_up(spec.n_batch)
+        if drafter is not None:
+            drafter.model.warm_up(spec.n_batch)
     except (ModelLoadError, ValueError) as exc:
+        if drafter is not None:
+            drafter.close()
         model.close()
         sender.send(ipc.LoadFailed(_reason(spec, exc, log)))
         return None
@@ -115,6 +124,20 @@ def _load(spec: WorkerSpec, sender: _Sender, log: LlamaLog) -> Loop | None:
     )
     logger.info("loaded %s (%d slots x %d ctx)", spec.model_id, spec.parallel, spec.n_ctx)
     return loop
+
+
+def _load_draft(spec: WorkerSpec, target: LlamaModel) -> Drafter:
+    """The draft model in a context of its own (same slots), checked against the target."""
+    assert spec.draft_path is not None
+    draft_spec = replace(spec, model_path=spec.draft_path, speculative=Speculation("off", 0),
+                         chat_template=None, draft_path=None)
+    model = LlamaModel(draft_spec, lambda _value: None)
+    try:
+        check_vocab(target, model)
+    except ModelLoadError:
+        model.close()
+        raise
+    return Drafter(model, spec.parallel, spec.n_batch, target.n_vocab)
 
 
 def _reason(spec: WorkerSpec, exc: Exception, log: LlamaLog) -> str:

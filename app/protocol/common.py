@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -26,6 +26,15 @@ class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     include_usage: bool = False
+
+
+class SpeculativeParam(BaseModel):
+    """halo extension: speculative decoding of this request (the model's setting if absent)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["ngram", "draft", "off"] = "ngram"
+    max: int | None = Field(None, ge=1, le=64)
 
 
 class SamplingRequest(BaseModel):
@@ -51,6 +60,7 @@ class SamplingRequest(BaseModel):
     logit_bias: dict[str, float] | None = None
     user: str | None = None
     ignore_eos: bool = False  # llama.cpp extension: generate past end-of-generation tokens
+    speculative: SpeculativeParam | None = None  # halo extension
 
     @model_validator(mode="before")
     @classmethod

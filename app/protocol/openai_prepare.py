@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from app.engine.client import GenerateRequest
+from app.engine.client import GenerateRequest, Speculation
 from app.errors import InvalidRequest
 from app.protocol.chat import ChatCompletionRequest
 from app.protocol.common import SamplingRequest
@@ -57,6 +57,9 @@ def sampling_request(body: SamplingRequest, max_tokens: int | None) -> GenerateR
         logit_bias={int(key): value for key, value in (body.logit_bias or {}).items()},
         stop=body.stop_list,
         ignore_eos=body.ignore_eos,
+        # max 0: the model's own (the generation service checks it against the model)
+        speculative=None if body.speculative is None else Speculation(
+            body.speculative.type, body.speculative.max or 0),
     )
 
 

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 
 from app.catalog.catalog import Catalog, ModelEntry
-from app.engine.client import Failed, GenerateRequest
+from app.engine.client import Failed, GenerateRequest, Speculation
 from app.errors import EngineError, HaloError, InvalidRequest, ModelNotFound, engine_failure
 from app.metrics import Metrics
 from app.scheduler.driver import Scheduler
@@ -126,6 +126,20 @@ class Generation:
             await self._task
 
 
+def _speculation(asked: Speculation | None, entry: ModelEntry) -> Speculation | None:
+    """A request's speculative setting checked against the model (max 0: the model's)."""
+    if asked is None:
+        return None
+    limit = entry.speculative.max
+    if asked.type == "draft" and entry.draft_id is None:
+        raise InvalidRequest(f"model '{entry.id}' has no draft model (set draft in "
+                             "models.toml)", param="speculative")
+    if asked.max > limit:
+        raise InvalidRequest(f"speculative.max is at most {limit} for model '{entry.id}'",
+                             param="speculative")
+    return Speculation(asked.type, asked.max or limit)
+
+
 class GenerationService:
     """Runs generation jobs on the scheduler's workers (one per app, see factory)."""
 
@@ -156,6 +170,7 @@ class GenerationService:
                 raise InvalidRequest(f"logit_bias token id {token} is outside the vocabulary"
                                      + (f" (size {vocab})" if vocab else ""), param="logit_bias")
         check_request(request)
+        request.speculative = _speculation(request.speculative, entry)
         cap = entry.max_tokens
         if cap is not None and (request.max_tokens is None or request.max_tokens > cap):
             request.max_tokens = cap  # models.toml's cap: less may be asked for, not more

@@ -101,7 +101,10 @@ class FakeEngine:
                     return
                 reason = "length" if limit < len(reply) else "stop"
                 yield ChoiceEnd(index, reason, min(limit, len(reply)))
-            yield Finished(len(text.split()), 0, req.n * min(limit, len(reply)), 0.1, 1.0, 2.0)
+            # as if speculation verified 4 drafts and kept 3 (when the request asks for it)
+            spec = req.speculative is not None and req.speculative.type != "off"
+            yield Finished(len(text.split()), 0, req.n * min(limit, len(reply)), 0.1, 1.0, 2.0,
+                           spec_proposed=4 if spec else 0, spec_accepted=3 if spec else 0)
         except BaseException:
             self.cancelled.append(req.request_id)
             raise

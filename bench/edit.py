@@ -1,0 +1,264 @@
+"""The speculative editing workload: "here is a 60-line function, return it with one change".
+
+One stream at a time, greedy (temperature 0), exactly `max_tokens` (256) new tokens. Most of
+the answer is a copy of the prompt, which is what n-gram (prompt lookup) speculation is for.
+Each configuration's text is compared with plain greedy decoding of the same server: a
+speculative configuration must produce the identical text.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import servers
+from bench.workload import Workload
+
+FUNCTION = '''\
+def summarize_orders(orders, tax_rate=0.2, discount_codes=None):
+    """Summarize a list of orders into totals per customer and per product."""
+    if discount_codes is None:
+        discount_codes = {}
+    per_customer = {}
+    per_product = {}
+    total = 0.0
+    skipped = []
+    for order in orders:
+        customer = order.get("customer")
+        if not customer:
+            skipped.append(order)
+            continue
+        items = order.get("items", [])
+        if not items:
+            skipped.append(order)
+            continue
+        subtotal = 0.0
+        for item in items:
+            name = item["name"]
+            price = float(item["price"])
+            quantity = int(item.get("quantity", 1))
+            if quantity <= 0:
+                continue
+            line = price * quantity
+            subtotal += line
+            product = per_product.setdefault(name, {"quantity": 0, "revenue": 0.0})
+            product["quantity"] += quantity
+            product["revenue"] += line
+        code = order.get("discount")
+        if code in discount_codes:
+            rate = discount_codes[code]
+            subtotal = subtotal * (1.0 - rate)
+        tax = subtotal * tax_rate
+        amount = subtotal + tax
+        entry = per_customer.setdefault(customer, {"orders": 0, "amount": 0.0})
+        entry["orders"] += 1
+        entry["amount"] += amount
+        total += amount
+    best_customer = None
+    best_amount = 0.0
+    for customer, entry in per_customer.items():
+        if entry["amount"] > best_amount:
+            best_customer = customer
+            best_amount = entry["amount"]
+    best_product = None
+    best_quantity = 0
+    for name, product in per_product.items():
+        if product["quantity"] > best_quantity:
+            best_product = name
+            best_quantity = product["quantity"]
+    return {
+        "total": round(total, 2),
+        "customers": per_customer,
+        "products": per_product,
+        "best_customer": best_customer,
+        "best_product": best_product,
+        "skipped": len(skipped),
+    }
+'''
+PROMPT = (
+    "Here is a Python function:\n\n```python\n" + FUNCTION + "```\n\n"
+    "Return the whole function unchanged except for one change: rename the variable "
+    "`subtotal` to `net`. Reply with the code only."
+)
+MAX_TOKENS = 256
+
+
+@dataclass
+class EditRun:
+    """One request of the editing workload."""
+
+    status: int | None = None
+    error: str | None = None
+    text: str = ""
+    tokens: int | None = None
+    ttft: float | None = None
+    decode_seconds: float | None = None  # first to last content delta
+    wall: float | None = None
+
+    @property
+    def decode_tokens_per_second(self) -> float | None:
+        if not self.tokens or self.tokens < 2 or not self.decode_seconds:
+            return None
+        return (self.tokens - 1) / self.decode_seconds
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["decode_tokens_per_second"] = self.decode_tokens_per_second
+        return data
+
+
+@dataclass
+class EditResult:
+    """Runs of one configuration (a server and a request body)."""
+
+    name: str
+    runs: list[EditRun] = field(default_factory=list)
+
+    @property
+    def ok(self) -> list[EditRun]:
+        return [r for r in self.runs if r.error is None]
+
+    def best(self, key: str) -> float | None:
+        values = [v for r in self.ok if (v := getattr(r, key)) is not None]
+        return None if not values else (max(values) if key.endswith("second") else min(values))
+
+    def median(self, key: str) -> float | None:
+        values = sorted(v for r in self.ok if (v := getattr(r, key)) is not None)
+        return None if not values else values[len(values) // 2]
+
+    @property
+    def text(self) -> str | None:
+        texts = {r.text for r in self.ok}
+        return texts.pop() if len(texts) == 1 else None  # None: runs disagree (or none)
+
+
+async def edit_once(workload: Workload, extra: dict[str, Any]) -> EditRun:
+    run = EditRun()
+    body = workload.body(PROMPT)
+    body.update(extra)
+    start = time.perf_counter()
+    first: float | None = None
+    last: float | None = None
+    parts: list[str] = []
+    try:
+        async with workload.client(1) as client, client.stream(
+            "POST", "/v1/chat/completions", json=body
+        ) as resp:
+            run.status = resp.status_code
+            if resp.status_code != 200:
+                run.error = f"HTTP {resp.status_code}: {(await resp.aread())[:300]!r}"
+                return run
+            async for line in resp.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == "[DONE]":
+                    break
+                event = json.loads(payload)
+                if "error" in event and not event.get("choices"):
+                    run.error = f"stream error: {json.dumps(event['error'])[:300]}"
+                    return run
+                for choice in event.get("choices") or []:
+                    content = (choice.get("delta") or {}).get("content")
+                    if content:
+                        now = time.perf_counter()
+                        first = now if first is None else first
+                        last = now
+                        parts.append(content)
+                usage = event.get("usage")
+                if isinstance(usage, dict):
+                    run.tokens = usage.get("completion_tokens")
+    except (httpx.HTTPError, json.JSONDecodeError) as exc:
+        run.error = f"{type(exc).__name__}: {exc}"
+        return run
+    end = time.perf_counter()
+    run.text = "".join(parts)
+    run.wall = end - start
+    if first is not None and last is not None:
+        run.ttft = first - start
+        run.decode_seconds = last - first
+    return run
+
+
+async def run_edit(workload: Workload, name: str, extra: dict[str, Any],
+                   runs: int) -> EditResult:
+    result = EditResult(name)
+    for _ in range(runs):
+        result.runs.append(await edit_once(workload, extra))
+    return result
+
+
+def bench_edit_server(spec: servers.ServerSpec, model: Path, runs: int, log_dir: Path,
+                      records: list[dict[str, Any]],
+                      run_async: Callable[[Coroutine[Any, Any, EditResult]], EditResult],
+                      ) -> None:
+    """Start one server, run every configuration of the editing workload, stop it."""
+    print(f"\n=== edit workload: {spec.name}", flush=True)
+    try:
+        server = servers.start(spec, model, log_dir / "edit")
+    except Exception as exc:
+        records.append({"server": spec.name, "name": spec.name, "status": "failed",
+                        "error": f"{type(exc).__name__}: {exc}"})
+        print(f"!!! {spec.name} FAILED to start: {exc}", flush=True)
+        return
+    try:
+        workload = Workload(server.base_url, servers.MODEL_ID, MAX_TOKENS,
+                            spec.extra_body(MAX_TOKENS))
+        run_async(run_edit(workload, "warm-up", {}, 1))
+        for variant, body in spec.edit_bodies.items():
+            name = f"{spec.label or spec.name} {variant}".strip()
+            result = run_async(run_edit(workload, name, body, runs))
+            record: dict[str, Any] = {"server": spec.name, "name": name, "status": "ok",
+                      "runs": [r.to_json() for r in result.runs],
+                      "decode_tokens_per_second": result.median("decode_tokens_per_second"),
+                      "ttft": result.median("ttft"), "text": result.text}
+            records.append(record)
+            errors = [r.error for r in result.runs if r.error]
+            print(f"    {name}: decode {_fmt(record['decode_tokens_per_second'])} tok/s, "
+                  f"TTFT {_fmt(record['ttft'], 3)} s, tokens "
+                  f"{sorted({r.tokens for r in result.ok}, key=str)}, errors {len(errors)}"
+                  + (f" ({errors[0]})" if errors else ""), flush=True)
+    finally:
+        server.stop()
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+REFERENCES = {"halo": "halo no speculation", "llama-server": "llama-server"}
+
+
+def edit_table(records: list[dict[str, Any]]) -> str:
+    """Markdown table: decode speed, TTFT, and whether the text is plain greedy's (halo's
+    configurations against halo without speculation, llama-server's against plain
+    llama-server)."""
+    ok = {r["name"]: r for r in records if r["status"] == "ok"}
+    halo_plain = ok.get(REFERENCES["halo"])
+    base = halo_plain["decode_tokens_per_second"] if halo_plain else None
+    lines = ["| configuration | decode tok/s (median) | TTFT (s) | x halo without speculation "
+             "| output = plain greedy |", "| --- | ---: | ---: | ---: | --- |"]
+    for r in records:
+        if r["status"] != "ok":
+            lines.append(f"| {r['name']} | FAILED | | | {str(r.get('error'))[:80]} |")
+            continue
+        ref_name = REFERENCES["halo" if r["server"] == "halo" else "llama-server"]
+        ref = ok.get(ref_name)
+        if r["text"] is None:
+            same = "runs differ"
+        elif r["name"] == ref_name:
+            same = "(reference)"
+        elif ref is None or ref["text"] is None:
+            same = "no reference"
+        else:
+            same = "yes" if r["text"] == ref["text"] else "NO"
+        speed = r["decode_tokens_per_second"]
+        ratio = "-" if speed is None or not base else f"{speed / base:.2f}"
+        lines.append(f"| {r['name']} | {_fmt(speed)} | {_fmt(r['ttft'], 3)} | {ratio} | {same} |")
+    return "\n".join(lines)

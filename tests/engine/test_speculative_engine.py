@@ -1,0 +1,115 @@
+"""Speculative decoding in the worker, on both test models: the output is exactly the
+non-speculative output (greedy, and seeded sampling), with n-gram lookup and with a draft
+model (the target as its own draft: same vocabulary by construction), with stop strings,
+a grammar and n > 1. Speculating and plain requests run concurrently, so they share
+llama_decode calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.engine.client import EngineClient, GenerateRequest, Speculation
+from tests.engine.conftest import Result, chat, gemma_spec, run, smol_spec
+
+pytestmark = pytest.mark.anyio
+
+EDIT = (
+    "Rewrite this function with the variable total renamed to acc. Reply with the code only.\n"
+    "def add_all(items):\n"
+    "    total = 0\n"
+    "    for item in items:\n"
+    "        total = total + item\n"
+    "    return total\n"
+)
+MODES = {
+    "off": Speculation("off", 8),
+    "ngram": Speculation("ngram", 8),
+    "draft": Speculation("draft", 4),
+}
+
+
+@pytest.fixture(scope="module", params=["smollm2", "gemma3"])
+async def spec_engine(
+    request: pytest.FixtureRequest, smollm_path: Path, gemma_path: Path, anyio_backend: str
+) -> AsyncIterator[EngineClient]:
+    if request.param == "smollm2":
+        spec = smol_spec(smollm_path, parallel=6, draft_path=smollm_path)
+    else:
+        spec = gemma_spec(gemma_path, parallel=6, draft_path=gemma_path, n_ctx=512)
+    client = await EngineClient.start(spec)
+    yield client
+    await client.stop()
+
+
+async def run_modes(client: EngineClient, tag: str, **kw: Any) -> dict[str, Result]:
+    """The same request once per mode, all at the same time."""
+
+    def req(mode: str) -> GenerateRequest:
+        return chat(f"{tag}-{mode}", EDIT, speculative=MODES[mode], **kw)
+
+    results = await asyncio.gather(*(run(client, req(mode)) for mode in MODES))
+    return dict(zip(MODES, results, strict=True))
+
+
+def assert_same(results: dict[str, Result]) -> None:
+    base = results["off"]
+    assert base.failed is None
+    assert base.texts, "the reference produced text"
+    for mode, res in results.items():
+        assert res.failed is None, (mode, res.failed)
+        assert res.texts == base.texts, mode
+        assert res.reasons == base.reasons, mode
+        assert res.tokens == base.tokens, mode
+    assert base.finished is not None
+    assert base.finished.spec_proposed == 0
+
+
+async def test_greedy_output_is_identical_and_drafts_are_accepted(
+    spec_engine: EngineClient,
+) -> None:
+    results = await run_modes(spec_engine, "greedy", max_tokens=48, temperature=0)
+    assert_same(results)
+    for mode in ("ngram", "draft"):
+        finished = results[mode].finished
+        assert finished is not None
+        assert finished.spec_proposed > 0, mode
+        assert 0 < finished.spec_accepted <= finished.spec_proposed, mode
+    draft = results["draft"].finished
+    assert draft is not None
+    # the target as its own greedy draft: every draft is what the target samples
+    assert draft.spec_accepted == draft.spec_proposed
+
+
+async def test_stop_string_inside_an_accepted_run(spec_engine: EngineClient) -> None:
+    plain = await run(spec_engine, chat("stop-ref", EDIT, max_tokens=48, temperature=0,
+                                        speculative=MODES["off"]))
+    text = plain.text
+    assert len(text) > 20
+    stop = text[len(text) // 2 : len(text) // 2 + 3]
+    results = await run_modes(spec_engine, "stop", max_tokens=48, temperature=0, stop=[stop])
+    assert_same(results)
+    assert results["off"].reasons == {0: "stop"}
+
+
+async def test_grammar_constrained_output_is_identical(spec_engine: EngineClient) -> None:
+    schema = {"type": "object", "properties": {"code": {"type": "string"}},
+              "required": ["code"]}
+    results = await run_modes(spec_engine, "json", max_tokens=40, temperature=0,
+                              json_schema=schema)
+    assert_same(results)
+    assert results["off"].text.startswith("{")
+
+
+async def test_n2_and_seeded_sampling_are_identical(spec_engine: EngineClient) -> None:
+    results = await run_modes(spec_engine, "n2", max_tokens=32, temperature=0, n=2)
+    assert_same(results)
+    assert results["off"].texts[0] == results["off"].texts[1]
+    sampled = await run_modes(spec_engine, "seed", max_tokens=32, temperature=0.7, seed=7,
+                              repeat_penalty=1.1, logit_bias={100: 2.0})
+    assert_same(sampled)
