@@ -19,13 +19,13 @@ from tests.api.fake_engine import FakeFactory
 
 pytestmark = pytest.mark.anyio
 
-SMOL = "SmolLM2-135M-Instruct.Q4_1"
+GEMMA = "gemma3-270m"  # from the models_dir fixture's models.toml: no speculative settings
 
 
 @pytest.fixture
 async def spec_client(models_dir: Path, probe_report: ProbeReport,
                       factory: FakeFactory) -> AsyncIterator[httpx.AsyncClient]:
-    """smollm2 with itself as draft model (speculative max 6); gemma without a draft."""
+    """smol with a copy of itself as draft model (speculative max 6); gemma without."""
     toml = models_dir / "models.toml"
     toml.write_text(toml.read_text() + (
         '\n[models.smol]\npath = "SmolLM2-135M-Instruct.Q4_1.gguf"\ndraft = "smol-draft"\n'
@@ -62,7 +62,7 @@ async def test_models_toml_settings_reach_the_worker(spec_client: httpx.AsyncCli
     spec = factory.started[-1].spec
     assert spec.speculative == Speculation("draft", 6)
     assert spec.draft_path == models_dir / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    resp = await spec_client.post("/v1/chat/completions", json=chat(SMOL))
+    resp = await spec_client.post("/v1/chat/completions", json=chat(GEMMA))
     assert resp.status_code == 200
     spec = factory.started[-1].spec
     assert spec.speculative == Speculation("ngram", 8)  # the default
@@ -87,7 +87,7 @@ async def test_request_field_is_passed_and_counted(spec_client: httpx.AsyncClien
 
 
 @pytest.mark.parametrize(("model", "field", "needle"), [
-    (SMOL, {"type": "draft"}, "no draft model"),
+    (GEMMA, {"type": "draft"}, "no draft model"),
     ("smol", {"type": "ngram", "max": 7}, "at most 6"),
     ("smol", {"type": "medusa"}, "speculative"),
     ("smol", {"type": "ngram", "k": 2}, "speculative"),
