@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -92,6 +93,22 @@ def fetch_source(version: str) -> Path:
     return src
 
 
+# The ISA of ggml's "zen4" CPU variant, the best one without AMX (halo's portable build picks
+# it on an AVX-512 machine whose AMX does not run, and on Strix Halo's Zen 5): an explicit list,
+# never GGML_NATIVE, which compiles AMX kernels on a host that advertises AMX even where they
+# die with SIGILL (docs/benchmarks.md). HALO_LLAMA_SERVER_CMAKE_ARGS replaces it.
+CPU_FLAGS = (
+    "-DGGML_NATIVE=OFF", "-DGGML_AVX=ON", "-DGGML_AVX2=ON", "-DGGML_FMA=ON", "-DGGML_F16C=ON",
+    "-DGGML_BMI2=ON", "-DGGML_AVX512=ON", "-DGGML_AVX512_VBMI=ON", "-DGGML_AVX512_VNNI=ON",
+    "-DGGML_AVX512_BF16=ON", "-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_BF16=OFF",
+)
+
+
+def cpu_flags() -> list[str]:
+    env = os.environ.get("HALO_LLAMA_SERVER_CMAKE_ARGS")
+    return shlex.split(env) if env else list(CPU_FLAGS)
+
+
 def build(version: str = LLAMA_CPP_PYTHON_VERSION, jobs: int | None = None,
           force: bool = False) -> Path:
     """Build (if needed) and return the path of the cached llama-server binary."""
@@ -116,7 +133,7 @@ def build(version: str = LLAMA_CPP_PYTHON_VERSION, jobs: int | None = None,
         "-DLLAMA_USE_PREBUILT_UI=OFF",  # no web-UI download at build time
         "-DLLAMA_OPENSSL=OFF",
         "-DLLAMA_CURL=OFF",
-        "-DGGML_NATIVE=ON",  # same default as the llama-cpp-python CPU wheel
+        *cpu_flags(),
     ]
     _log(f"configuring {src} -> {build_dir}")
     _run(configure)

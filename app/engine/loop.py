@@ -38,8 +38,8 @@ from app.engine.schema import (
     WorkerStats,
 )
 from app.engine.slots import Slot, common_prefix, pick_slots
-from app.errors import EngineCode
 from app.engine.speculative import SpecState, verify_drafts
+from app.errors import EngineCode
 
 logger = logging.getLogger(__name__)
 
