@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.api.errors import anthropic_envelope, family
 
 
 class BodyTooLarge(HTTPException):
@@ -26,7 +29,7 @@ class BodyLimit:
             return
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._reject(send)
+                await self._reject(send, scope.get("path", ""))
                 return
         seen = 0
         started = False
@@ -49,13 +52,19 @@ class BodyLimit:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await self._reject(send)
+                await self._reject(send, scope.get("path", ""))
 
-    async def _reject(self, send: Send) -> None:
-        body = json.dumps({"error": {
-            "message": f"request body larger than {self.max_bytes} bytes",
-            "type": "invalid_request_error", "param": None, "code": "request_too_large",
-        }}).encode()
+    async def _reject(self, send: Send, path: str) -> None:
+        message = f"request body larger than {self.max_bytes} bytes"
+        envelope: dict[str, Any] = {"error": {
+            "message": message, "type": "invalid_request_error", "param": None,
+            "code": "request_too_large"}}
+        kind = family(path)  # each protocol family gets its own envelope
+        if kind == "anthropic":
+            envelope = anthropic_envelope(413, message)
+        elif kind == "ollama":
+            envelope = {"error": message}
+        body = json.dumps(envelope).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})

@@ -198,3 +198,23 @@ async def test_models_toml_caps_max_tokens(models_dir: Path, probe_report: Probe
     requests = factory.started[0].requests
     assert [q.max_tokens for q in requests] == [3, 3, 2, 3]
     assert all(q.stop == ["<end>"] for q in requests)
+
+
+@pytest.mark.parametrize(("path", "shape"), [
+    ("/v1/responses", "openai"), ("/v1/messages", "anthropic"), ("/api/chat", "ollama")])
+async def test_body_limit_uses_each_family_envelope(
+        models_dir: Path, probe_report: ProbeReport, path: str, shape: str) -> None:
+    app = create_app(Settings(models_dir=models_dir, max_body_bytes=1024),
+                     engine_factory=FakeFactory(), probe_report=probe_report)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://halo") as client:
+        r = await client.post(path, content=b"{" + b" " * 4000 + b"}",
+                              headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    body = r.json()
+    if shape == "openai":
+        assert body["error"]["code"] == "request_too_large"
+    elif shape == "anthropic":
+        assert body["error"]["type"] == "request_too_large"
+    else:
+        assert isinstance(body["error"], str)
