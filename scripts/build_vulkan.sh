@@ -189,7 +189,7 @@ done
 # backend modules (GGML_BACKEND_DL): the CPU variants, Vulkan, RPC; the worker loads them
 find "$out" "$BUILD/bin" -maxdepth 1 -name 'libggml-*.so*' ! -name 'libggml-base.so*' \
     -exec cp -P {} "$LIB.tmp/" \; 2>/dev/null || true
-ls "$LIB.tmp"/libggml-cpu-*.so >/dev/null || die "no CPU backend variant modules were built"
+ls "$LIB.tmp"/libggml-cpu*.so >/dev/null || die "no CPU backend module was built"
 {
     wanted_stamp
     echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ) in ${build_seconds}s (cmake --build, $JOBS jobs)"
