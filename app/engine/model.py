@@ -6,6 +6,7 @@ Worker-side only. Everything untyped from `llama_cpp` stays behind the typed met
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -76,6 +77,8 @@ class LlamaModel:
         mparams = lc.llama_model_default_params()
         mparams.n_gpu_layers = spec.n_gpu_layers
         self._keep: list[Any] = []  # ctypes arrays the model params point to
+        self._watchdog = (rpc.StepWatchdog(spec.rpc_nodes, spec.rpc_step_timeout)
+                          if spec.rpc_nodes else None)
         if spec.rpc_nodes:
             self._use_nodes(spec, mparams)
         mparams.load_mode = lc.LLAMA_LOAD_MODE_MMAP if spec.use_mmap else lc.LLAMA_LOAD_MODE_NONE
@@ -227,6 +230,12 @@ class LlamaModel:
         is_eog, vocab = lc.llama_vocab_is_eog, self.vocab
         return frozenset(t for t in range(self.n_vocab) if is_eog(vocab, t))
 
+    def step(self) -> contextlib.AbstractContextManager[None]:
+        """Wrap every serving step (decode, and sampling, which waits for an asynchronous RPC
+        backend): with RPC nodes, a step that hangs ends the worker (a load has the front's
+        load timeout)."""
+        return self._watchdog.step() if self._watchdog else contextlib.nullcontext()
+
     def warm_up(self, n_tokens: int) -> None:
         """Decode one full batch of ``n_tokens`` and forget it, as llama-server does.
 
@@ -237,7 +246,7 @@ class LlamaModel:
         token = max(int(lc.llama_vocab_bos(self.vocab)), 0)
         n = max(1, min(n_tokens, self.n_ctx_seq))
         arr = (lc.llama_token * n)(*([token] * n))
-        rc = int(lc.llama_decode(self.ctx, lc.llama_batch_get_one(arr, n)))
+        rc = int(lc.llama_decode(self.ctx, lc.llama_batch_get_one(arr, n)))  # load's timeout
         lc.llama_memory_clear(self.mem, True)
         if rc != 0:
             raise ModelLoadError(f"warm-up decode of {n} tokens failed ({rc})")

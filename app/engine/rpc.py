@@ -11,11 +11,15 @@ bytes of memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import os
 import socket
-from collections.abc import Sequence
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,6 +212,40 @@ def serve(ggml: Ggml, endpoint: str, devices: Sequence[Device], n_threads: int) 
     start = _START_SERVER(ggml.rpc_proc("ggml_backend_rpc_start_server"))
     array = (ctypes.c_void_p * len(devices))(*(d.handle for d in devices))
     start(endpoint.encode(), None, n_threads, len(devices), array)
+
+
+class StepWatchdog:
+    """Ends the worker when one llama_decode waits on the nodes longer than `timeout` seconds.
+
+    A node whose process hangs while its box stays up (a stuck GPU driver, a stopped process)
+    keeps acknowledging TCP, and llama.cpp's RPC client waits for its answer forever: the
+    worker would hang with its streams. Exiting fails them (the front names the nodes), as a
+    node that dies does. No single step comes near the timeout: prefill is chunked into
+    n_batch-token steps.
+    """
+
+    def __init__(self, nodes: Sequence[str], timeout: float) -> None:
+        self._nodes, self._timeout = ", ".join(nodes), timeout
+        self._since: float | None = None
+        threading.Thread(target=self._watch, daemon=True, name="rpc-watchdog").start()
+
+    @contextlib.contextmanager
+    def step(self) -> Iterator[None]:
+        self._since = time.monotonic()
+        try:
+            yield
+        finally:
+            self._since = None
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(min(1.0, self._timeout / 4))
+            since = self._since
+            if since is not None and time.monotonic() - since > self._timeout:
+                sys.stderr.write(f"error: no answer from the RPC nodes {self._nodes} for "
+                                 f"{self._timeout:.0f} s (a node hangs); the worker exits\n")
+                sys.stderr.flush()
+                os._exit(70)
 
 
 def libggml() -> Any:

@@ -49,6 +49,7 @@ class WorkerSpec:
     rpc_nodes: tuple[str, ...] = ()
     tensor_split: tuple[float, ...] = ()
     nodes_first: bool = False
+    rpc_step_timeout: float = 120.0  # a decode step waiting on the nodes longer: worker exits
     # embedding mode: pooled vectors instead of generation; pooling None -> the model's own
     embedding: bool = False
     pooling: str | None = None  # "mean" | "cls" | "last" | "rank"

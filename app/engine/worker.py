@@ -166,7 +166,8 @@ def _serve(loop: Loop, inbox: Inbox, sender: _Sender) -> None:
         if stopping:
             loop.fail_all(EngineCode.WORKER_STOPPED, "the model was unloaded")
             return
-        loop.step()
+        with loop.model.step():  # with RPC nodes: a step that hangs on a node ends the worker
+            loop.step()
 
 
 def main(argv: list[str] | None = None) -> int:

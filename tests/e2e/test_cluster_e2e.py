@@ -4,6 +4,7 @@ both nodes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -17,6 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
+from app.catalog.gguf import read_model
+from app.engine.client import EngineClient, Failed, GenerateRequest, TextDelta, WorkerSpec
+from app.scheduler.split import plan
 from tests.conftest import SMOLLM, _require
 from tests.e2e.nodes import Node, halo_node
 from tests.e2e.server import Server, halo_server
@@ -161,3 +165,38 @@ def test_node_killed_mid_stream_ends_the_stream_naming_it(
     again = chat(server, "split", 2)
     assert again.status_code >= 500
     assert victim.address in again.text
+
+
+def test_node_that_hangs_fails_the_stream_after_the_step_timeout(tmp_path: Path) -> None:
+    """A node that stops answering while its box stays up (SIGSTOP: TCP is still
+    acknowledged, so no socket error ever comes): the worker's step watchdog ends it."""
+    with halo_node(tmp_path) as node:
+        asyncio.run(_hang(node))
+
+
+async def _hang(node: Node) -> None:
+    n_layer = read_model(SMOLLM).info.block_count or 0
+    split = plan(n_layer, [node.address], [1, 1], local_offload=False)
+    spec = WorkerSpec("hang", _require(SMOLLM), n_ctx=512, parallel=1, n_threads=1,
+                      n_gpu_layers=split.n_gpu_layers, rpc_nodes=split.nodes,
+                      tensor_split=split.tensor_split, rpc_step_timeout=5.0)
+    engine = await EngineClient.start(spec)
+    try:
+        request = GenerateRequest("r", messages=PROMPT, max_tokens=400, temperature=0,
+                                  ignore_eos=True)
+        stopped_at = None
+        failure = None
+        async for event in engine.generate(request):
+            if isinstance(event, TextDelta) and stopped_at is None:
+                os.kill(node.process.pid, signal.SIGSTOP)
+                stopped_at = time.monotonic()
+            if isinstance(event, Failed):
+                failure = event
+        assert stopped_at is not None
+        assert failure is not None, "the stream ended without an error"
+        assert time.monotonic() - stopped_at < 5.0 + 5.0
+        assert "no answer from the RPC nodes" in failure.message
+        assert node.address in failure.message
+    finally:
+        os.kill(node.process.pid, signal.SIGCONT)
+        await engine.stop()
