@@ -70,9 +70,15 @@ class Cluster:
         split = self.plan_for(entry)
         if split is None:
             return spec
+        speculative = spec.speculative
+        if speculative.type == "draft":
+            # a draft model over llama.cpp's RPC backend has crashed (notes: strix-halo.md);
+            # prompt-lookup speculation only changes the batch and is kept
+            speculative = dataclasses.replace(speculative, type="ngram")
         return dataclasses.replace(spec, rpc_nodes=split.nodes, n_gpu_layers=split.n_gpu_layers,
                                    tensor_split=split.tensor_split,
-                                   nodes_first=split.nodes_first)
+                                   nodes_first=split.nodes_first, speculative=speculative,
+                                   draft_path=None)
 
     def node_info(self, address: str) -> NodeInfo | None:
         return next((n for n in self.nodes if n.address == address), None)
