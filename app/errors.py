@@ -23,6 +23,7 @@ class EngineCode(StrEnum):
     GRAMMAR_REJECTED = "grammar_rejected"  # the JSON schema's grammar cannot be enforced
     DECODE_FAILED = "decode_failed"  # llama_decode returned an error (e.g. KV cache full)
     WORKER_CRASHED = "worker_crashed"  # the worker process died
+    CRASHED_WORKER = "crashed_worker"  # this request's input killed the worker (see ipc.Guard)
     WORKER_STOPPED = "worker_stopped"  # the model was unloaded while the request ran
     INTERNAL = "internal"  # a bug in the worker (the exception is logged there)
 

@@ -51,6 +51,7 @@ ENGINE_CODES: dict[errors.EngineCode, tuple[int, str]] = {
     errors.EngineCode.GRAMMAR_REJECTED: _BAD,
     errors.EngineCode.DECODE_FAILED: (503, "server_error"),
     errors.EngineCode.WORKER_CRASHED: (503, "server_error"),
+    errors.EngineCode.CRASHED_WORKER: _BAD,
     errors.EngineCode.WORKER_STOPPED: (503, "server_error"),
     errors.EngineCode.INTERNAL: (500, "server_error"),
 }

@@ -4,7 +4,8 @@
 socketpair and waits for the load report. Afterwards the channel's protocol demultiplexes
 each incoming frame (one per decode step) straight into per-request queues, and a watch
 task waits for the channel to close. `generate` is an async generator: closing it early
-sends a cancel. If the worker dies, every active request gets Failed("worker_crashed").
+sends a cancel. If the worker dies, every active request gets Failed(WORKER_CRASHED), except
+the request whose input it was working on alone (ipc.Guard), which gets CRASHED_WORKER.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class EngineClient:
         self._stopping = False
         self._dead = False
         self._exit_reason = "the worker process exited"
+        self._guarded: str | None = None  # request whose input native code is working on
         self._stop_lock = asyncio.Lock()
         self._closed = asyncio.Event()
         self.failure: str | None = None  # why the worker died, once it has
@@ -244,6 +246,8 @@ class EngineClient:
                 q = queues.get(rid)
                 if q is not None:
                     q.put_nowait(event)
+        elif isinstance(msg, ipc.Guard):
+            self._guarded = msg.request_id
         elif isinstance(msg, ipc.StatsReply):
             fut = self._stats_waiters.get(msg.query_id)
             if fut is not None and not fut.done():
@@ -271,8 +275,16 @@ class EngineClient:
             logger.error("%s (log kept at %s)", message, self.log_path)
         self._exit_reason = message
         details = {"exit_code": proc.returncode}
-        for q in self._queues.values():
-            q.put_nowait(Failed(code, message, details))
+        culprit = None if self._stopping else self._guarded
+        if culprit is not None:
+            logger.error("request %s crashed the worker of %s", culprit, self.spec.model_id)
+        for rid, q in self._queues.items():
+            if rid == culprit:
+                q.put_nowait(Failed(EngineCode.CRASHED_WORKER,
+                                    "this request crashed the model's worker; it was refused "
+                                    "and the model will be restarted", details))
+            else:
+                q.put_nowait(Failed(code, message, details))
         for fut in self._stats_waiters.values():
             if not fut.done():
                 fut.set_exception(EngineUnavailableError(message))

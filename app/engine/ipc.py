@@ -79,13 +79,22 @@ class Step:
 
 
 @dataclass(frozen=True, slots=True)
+class Guard:
+    """The worker starts (`request_id`) or ends (None) work for one request alone that runs
+    native code on its input (tokenizer, template, grammar parser): if the process dies
+    in between, that request is the one that killed it."""
+
+    request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class StatsReply:
     query_id: int
     stats: WorkerStats
 
 
 ToWorker = Load | Submit | Cancel | StatsQuery | Stop
-ToFront = Progress | Loaded | LoadFailed | Step | StatsReply
+ToFront = Progress | Loaded | LoadFailed | Step | Guard | StatsReply
 
 
 def encode(msg: ToWorker | ToFront) -> bytes:
@@ -107,6 +116,7 @@ def _decode(body: bytes) -> ToWorker | ToFront:
         | Loaded
         | LoadFailed
         | Step
+        | Guard
         | StatsReply,
     ):
         raise ValueError(f"unexpected IPC message {type(msg).__name__}")

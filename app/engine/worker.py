@@ -156,7 +156,9 @@ def _serve(loop: Loop, inbox: Inbox, sender: _Sender) -> None:
                 break
             block = False
             if isinstance(msg, ipc.Submit):
+                sender.send(ipc.Guard(msg.request.request_id))
                 loop.submit(msg.request)
+                sender.send(ipc.Guard(None))
             elif isinstance(msg, ipc.Cancel):
                 loop.cancel(msg.request_id)
             elif isinstance(msg, ipc.StatsQuery):

@@ -23,7 +23,14 @@ from dataclasses import dataclass
 
 from app.catalog.catalog import Catalog, ModelEntry
 from app.engine.client import Failed, GenerateRequest, Speculation
-from app.errors import EngineError, HaloError, InvalidRequest, ModelNotFound, engine_failure
+from app.errors import (
+    EngineCode,
+    EngineError,
+    HaloError,
+    InvalidRequest,
+    ModelNotFound,
+    engine_failure,
+)
 from app.metrics import Metrics
 from app.scheduler.driver import Scheduler
 from app.services.events import Reply, ReplyEvent
@@ -33,6 +40,7 @@ from app.services.safety import check_request
 log = logging.getLogger(__name__)
 
 _END = object()
+RETRIES_AFTER_CRASH = 1  # a request the worker had not started when it died runs again
 
 
 @dataclass(frozen=True)
@@ -56,18 +64,19 @@ class Generation:
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._pending: list[ReplyEvent] = []
         self._reply = ReplyStream(job.options)
+        self._status = "ok"
         self._tracker = service.metrics.track(job.model.id)
         self._task = asyncio.create_task(self._pump(service.scheduler, job))
 
     async def _pump(self, scheduler: Scheduler, job: GenerationJob) -> None:
         status = "ok"
         try:
-            async with scheduler.lease(job.model.id, sequences=job.request.n) as engine:
-                async for event in engine.generate(job.request):
-                    self._tracker.on_event(event)
-                    if isinstance(event, Failed):
-                        status = event.code
-                    self._queue.put_nowait(event)
+            for attempt in range(1 + RETRIES_AFTER_CRASH):
+                if not await self._attempt(scheduler, job, last=attempt == RETRIES_AFTER_CRASH):
+                    break
+                log.warning("worker crashed before request %s started; retrying it",
+                            job.request.request_id, extra={"model": job.model.id})
+            status = self._status
         except HaloError as exc:
             status = exc.code
             self._queue.put_nowait(exc)
@@ -81,6 +90,28 @@ class Generation:
         finally:
             self._tracker.close(status)
             self._queue.put_nowait(_END)
+
+    async def _attempt(self, scheduler: Scheduler, job: GenerationJob, last: bool) -> bool:
+        """Run the request once; True to retry it (the worker died before it started, so
+        another request killed it and nothing of this one reached the client)."""
+        started = False
+        async with scheduler.lease(job.model.id, sequences=job.request.n) as engine:
+            events = engine.generate(job.request)
+            try:
+                async for event in events:
+                    if (not started and not last and isinstance(event, Failed)
+                            and event.code is EngineCode.WORKER_CRASHED):
+                        return True
+                    started = True
+                    self._tracker.on_event(event)
+                    if isinstance(event, Failed):
+                        self._status = event.code
+                    self._queue.put_nowait(event)
+            finally:
+                close = getattr(events, "aclose", None)
+                if close is not None:
+                    await close()
+        return False
 
     async def _next(self) -> list[ReplyEvent] | None:
         """Reply events of the next engine event; None at the end; raises failures."""

@@ -56,6 +56,7 @@ class FakeEngine:
         self.cancelled: list[str] = []
         self.requests: list[GenerateRequest] = []
         self.embedded: list[EmbedRequest] = []
+        self.crashed: set[str] = set()
         self._alive = True
         self._exit = asyncio.Event()
         self._exit_reason = "the model was unloaded"
@@ -80,6 +81,10 @@ class FakeEngine:
     async def generate(self, req: GenerateRequest) -> AsyncIterator[Event]:
         self.requests.append(req)
         text = req.prompt or " ".join(str(m["content"]) for m in req.messages or [])
+        if "DIEDBEFORE" in text and req.request_id not in self.crashed:
+            self.crashed.add(req.request_id)  # another request killed the worker before
+            yield Failed(EngineCode.WORKER_CRASHED, "the worker died", {})  # this one started
+            return
         if "FAIL:" in text:
             code = text.split("FAIL:", 1)[1].split()[0]
             yield Failed(EngineCode(code), f"fake failure {code}",

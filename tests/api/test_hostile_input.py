@@ -94,3 +94,14 @@ async def test_null_fields_of_completions(client: httpx.AsyncClient, field: str)
     resp = await client.post("/v1/completions",
                              json={"model": SMOL, "prompt": "hi", field: None})
     assert resp.status_code == 200, resp.text
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_request_not_started_when_the_worker_died_runs_again(
+    client: httpx.AsyncClient, factory: FakeFactory, stream: bool
+) -> None:
+    resp = await client.post("/v1/chat/completions", json=chat(
+        stream=stream, messages=[{"role": "user", "content": "DIEDBEFORE"}]))
+    assert resp.status_code == 200, resp.text
+    assert "fake" in resp.text
+    assert sum(len(e.requests) for e in factory.started) == 2
