@@ -27,7 +27,7 @@ VULKAN_LIB := $(abspath $(VULKAN_DIR))/lib
 
 RPC_DIR := .cache/rpc
 
-.PHONY: serve test lint models install bench bench-embeddings clean-venv vulkan-lib test-vulkan \
+.PHONY: serve test test-faults lint models install bench bench-embeddings clean-venv vulkan-lib test-vulkan \
 	tools-check rpc-server agents test-agents screenshot
 
 serve: $(VENV)/.runtime $(DEFAULT_MODEL)
@@ -35,6 +35,10 @@ serve: $(VENV)/.runtime $(DEFAULT_MODEL)
 
 test: $(VENV)/.dev $(TEST_MODELS)
 	$(PY) -m pytest -m "not vulkan and not agents"
+
+# The fault suite alone (it is also part of `make test`): kill, soak, bad GGUF files, fuzz.
+test-faults: $(VENV)/.dev $(TEST_MODELS)
+	$(PY) -m pytest tests/faults --durations=0
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check app tests models bench scripts

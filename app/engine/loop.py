@@ -318,7 +318,15 @@ class DecodeLoop:
             if picked is None:
                 return
             self.queue.popleft()
-            self._start(job, picked)
+            try:
+                self._start(job, picked)
+            except Exception as exc:  # e.g. a sampler llama.cpp refused: this job only
+                logger.exception("request %s could not start", job.request_id)
+                self._release(job)
+                for slot in picked:
+                    slot.busy = False
+                self._emit(job.request_id, Failed(EngineCode.INTERNAL,
+                                                  f"the request could not start: {exc!r}"))
 
     def _start(self, job: Job, slots: list[Slot]) -> None:
         self._clock += 1

@@ -86,7 +86,7 @@ class Sampler:
             self._add(lc.llama_sampler_init_greedy())
             return
         if req.top_k > 0:
-            self._add(lc.llama_sampler_init_top_k(req.top_k))
+            self._add(lc.llama_sampler_init_top_k(min(req.top_k, n_vocab)))
         if req.top_p < 1.0:
             self._add(lc.llama_sampler_init_top_p(req.top_p, 1))
         if req.min_p > 0.0:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from app.catalog.catalog import Catalog, ModelEntry
 from app.engine.client import Failed, GenerateRequest, Speculation
 from app.errors import (
+    ContextLengthExceeded,
     EngineCode,
     EngineError,
     HaloError,
@@ -40,6 +41,9 @@ from app.services.safety import check_request
 log = logging.getLogger(__name__)
 
 _END = object()
+# no tokenizer turns more characters than this into one token: longer prompts cannot fit
+# and are refused before a worker spends time tokenizing them
+MAX_CHARS_PER_TOKEN = 64
 RETRIES_AFTER_CRASH = 1  # a request the worker had not started when it died runs again
 
 
@@ -206,6 +210,13 @@ class GenerationService:
         if cap is not None and (request.max_tokens is None or request.max_tokens > cap):
             request.max_tokens = cap  # models.toml's cap: less may be asked for, not more
         request.stop = [*request.stop, *(s for s in entry.stop if s not in request.stop)]
+        chars = len(request.prompt or "") + sum(len(str(m.get("content") or ""))
+                                                for m in request.messages or ())
+        if chars > entry.n_ctx * MAX_CHARS_PER_TOKEN:
+            raise ContextLengthExceeded(
+                f"the prompt has {chars} characters; it cannot fit this model's context of "
+                f"{entry.n_ctx} tokens per request",
+                param="prompt" if request.prompt is not None else "messages")
         if options.n != request.n:
             options = ReplyOptions(request.n, options.reasoning, options.include_reasoning,
                                    options.tool_names, options.one_call)
