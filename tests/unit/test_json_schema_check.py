@@ -65,3 +65,24 @@ def test_checked_schema_names_param() -> None:
         checked_schema({"if": {}}, "response_format")
     assert info.value.param == "response_format"
     assert checked_schema(True, "tools") == {}
+
+
+@pytest.mark.parametrize(("schema", "why"), [
+    ({"type": "string", "maxLength": 100_000}, "maxLength"),
+    ({"type": "string", "minLength": 1001}, "minLength"),
+    ({"type": "array", "maxItems": 101}, "maxItems"),
+    ({"type": "string", "maxLength": True}, "maxLength"),
+    ({"type": "string", "pattern": "^a{1000000}$"}, "repeats"),
+    ({"type": "string", "pattern": "^(ab){2,5000}$"}, "repeats"),
+    ({"type": "string", "pattern": "x" * 1001}, "longer"),
+    ({"type": "string", "pattern": 5}, "must be a string"),
+])
+def test_bounds_that_make_grammars_too_deep_or_large(schema: dict[str, Any], why: str) -> None:
+    with pytest.raises(SchemaUnsupported, match=why):
+        check_schema(schema)
+
+
+def test_bounds_within_the_limits_pass() -> None:
+    check_schema({"type": "string", "minLength": 1, "maxLength": 1000,
+                  "pattern": "^[a-z]{1,100}(-[0-9]{2})?$"})
+    check_schema({"type": "array", "items": {"type": "integer"}, "maxItems": 100})
