@@ -49,6 +49,9 @@ def spec_cap(spec: WorkerSpec) -> int:
     return max(0, spec.speculative.max)
 
 Send = Callable[[list[tuple[str, Event]]], None]
+# CPU seconds one grammar-constrained token may cost before its request is failed: a grammar
+# that ambiguous stalls every stream of the model (the front refuses the known shapes)
+GRAMMAR_TOKEN_CPU_LIMIT = 0.5
 
 # Draft tokens per step over all sequences = SPEC_STEP_TOKENS minus the decoding sequences:
 # with many streams the batch is already wide, and verifying drafts costs compute.
@@ -84,6 +87,7 @@ class DecodeLoop:
         self.decoding: list[Job] = []
         self._send = send
         self._events: list[tuple[str, Event]] = []
+        self._too_slow: list[Job] = []  # jobs whose grammar costs too much per token
         self._clock = 0
 
     @property
@@ -224,12 +228,11 @@ class DecodeLoop:
             self._decode_failed(rc, prefilled)
             self.flush()
             return
-        ctx = self.model.ctx
         for job, ch in active:
             if ch.spec is not None and ch.spec.drafts:
                 self._verify(job, ch)
             else:
-                self._on_token(job, ch, ch.sampler.sample(ctx, ch.out_idx), ch.out_idx)
+                self._on_token(job, ch, self._sample(job, ch, ch.out_idx), ch.out_idx)
             self._flush_text(job, ch)
         now = time.perf_counter()
         for job in finishing:
@@ -241,8 +244,9 @@ class DecodeLoop:
                 self.model.seq_cp(src.seq, ch.slot.seq)
                 ch.slot.tokens = list(src.tokens)
             for ch in job.choices:
-                self._on_token(job, ch, ch.sampler.sample(ctx, job.prefill_out), job.prefill_out)
+                self._on_token(job, ch, self._sample(job, ch, job.prefill_out), job.prefill_out)
                 self._flush_text(job, ch)
+        self._fail_too_slow()
         self._finish_done()
         self.flush()
 
@@ -308,6 +312,30 @@ class DecodeLoop:
         spec.drafts = []
 
     # internals
+    def _sample(self, job: Job, ch: Choice, idx: int) -> int:
+        """Sample choice `ch`; a grammar that costs too much CPU per token fails its job."""
+        if job.grammar is None:
+            return ch.sampler.sample(self.model.ctx, idx)
+        start = time.thread_time()
+        token = ch.sampler.sample(self.model.ctx, idx)
+        spent = time.thread_time() - start
+        if spent > GRAMMAR_TOKEN_CPU_LIMIT and job not in self._too_slow:
+            logger.warning("request %s: grammar took %.2f s of CPU for one token",
+                           job.request_id, spent)
+            self._too_slow.append(job)
+        return token
+
+    def _fail_too_slow(self) -> None:
+        for job in self._too_slow:
+            if job in self.decoding and not job.done:
+                self.decoding.remove(job)
+                self._release(job)
+                self._emit(job.request_id, Failed(
+                    EngineCode.GRAMMAR_REJECTED, f"{job.req.json_schema_param}: the JSON schema "
+                    f"costs more than {GRAMMAR_TOKEN_CPU_LIMIT} s of CPU per token to enforce; "
+                    "simplify it", {"param": job.req.json_schema_param}))
+        self._too_slow.clear()
+
     def _emit(self, request_id: str, event: Event) -> None:
         self._events.append((request_id, event))
 

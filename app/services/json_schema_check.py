@@ -20,6 +20,7 @@ MAX_LENGTH_BOUND = 1000  # minLength / maxLength
 MAX_ITEMS_BOUND = 100  # minItems / maxItems
 MAX_PATTERN_REPEAT = 100  # {m,n} counts inside a `pattern`
 MAX_PATTERN_CHARS = 1000
+MAX_PATTERN_VARYING = 16  # ?, *, + and {m,n} in one pattern
 _REPEAT = re.compile(r"\{\s*(\d*)\s*(?:,\s*(\d*)\s*)?\}")
 
 # enforced by the grammar
@@ -121,6 +122,78 @@ def _check_pattern(pattern: Any, where: str) -> None:
                 raise SchemaUnsupported(
                     f"'pattern' repeats {match.group(0)}: counts above {MAX_PATTERN_REPEAT} "
                     "are not supported", where)
+    problem = pattern_ambiguity(pattern)
+    if problem is not None:
+        raise SchemaUnsupported(f"'pattern' {problem}", where)
+
+
+def _quantifier(pattern: str, i: int) -> tuple[int, int, bool]:
+    """(index after the quantifier at `i`, its minimum, whether its count varies)."""
+    ch = pattern[i] if i < len(pattern) else ""
+    if ch in "?*+":
+        i += 1
+        if i < len(pattern) and pattern[i] in "?+":  # lazy / possessive modifiers
+            i += 1
+        return i, 1 if ch == "+" else 0, True
+    match = _REPEAT.match(pattern, i)
+    if ch == "{" and match is not None:
+        low = int(match.group(1) or 0)
+        high = match.group(2)
+        varies = "," in match.group(0) and high != str(low)
+        return match.end(), low, varies
+    return i, 1, False
+
+
+def pattern_ambiguity(pattern: str) -> str | None:
+    """Why the grammar of `pattern` would make llama.cpp's sampler slow, or None.
+
+    Its parser keeps one stack per way the text so far can be parsed: a repeated part that
+    can match empty text (`(a?){50}`, `(a*)*`) or many parts of varying length in a row
+    (`a?a?a?...`) multiply those ways, and every token then costs that many times more.
+    """
+    stack: list[list[bool]] = [[True]]  # per open group: nullable so far, per alternative
+    varying = 0
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if ch == "(":
+            stack.append([True])
+            i += 1
+            if pattern.startswith("?:", i):
+                i += 2
+            continue
+        if ch == "|":
+            stack[-1].append(True)
+            i += 1
+            continue
+        if ch == ")":
+            if len(stack) == 1:
+                return None  # unbalanced: the converter refuses it
+            nullable = any(stack.pop())
+            i += 1
+        elif ch in "^$":
+            i += 1
+            continue
+        elif ch == "[":
+            end = pattern.find("]", i + 2 if pattern.startswith("[^", i) else i + 1)
+            i = n if end < 0 else end + 1
+            nullable = False
+        elif ch == "\\":
+            i += 2
+            nullable = False
+        else:
+            i += 1
+            nullable = False
+        i, low, varies = _quantifier(pattern, i)
+        if varies or low != 1:
+            if nullable and (varies or low > 1):
+                return "repeats a part that can match empty text (e.g. (a?){n}, (a*)*)"
+            varying += varies
+        stack[-1][-1] = stack[-1][-1] and (nullable or low == 0)
+    if varying > MAX_PATTERN_VARYING:
+        return (f"has {varying} parts of varying length; at most {MAX_PATTERN_VARYING} are "
+                "supported")
+    return None
 
 
 def checked_schema(schema: Any, param: str) -> dict[str, Any]:

@@ -15,6 +15,9 @@ from tests.e2e.conftest import make_models_dir
 from tests.e2e.server import Server, halo_server
 
 SMOL = "smollm2"
+# one decode thread per worker: on a loaded 2-core box OpenMP threads that spin-wait for
+# each other make every step ~10x slower and the suite's timings meaningless
+SERVER_ARGS = ("--n-threads", "1")
 _FIGURES = pytest.StashKey[list[str]]()
 
 
@@ -37,7 +40,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("faults")
-    with halo_server(make_models_dir(tmp / "models"), tmp) as srv:
+    with halo_server(make_models_dir(tmp / "models"), tmp, args=SERVER_ARGS) as srv:
         yield srv
 
 

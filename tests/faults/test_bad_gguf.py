@@ -14,7 +14,7 @@ import pytest
 from app.catalog.gguf import read_gguf
 from tests.conftest import SMOLLM, _require
 from tests.e2e.server import Server, halo_server
-from tests.faults.conftest import envelope_ok, rss_bytes
+from tests.faults.conftest import SERVER_ARGS, envelope_ok, rss_bytes
 from tests.gguf_writer import Tensor, write_gguf
 
 GOOD = "SmolLM2-135M-Instruct.Q4_1"
@@ -54,7 +54,7 @@ def bad_server(
     smol = _require(SMOLLM)
     (root / smol.name).symlink_to(smol)
     bad = _bad_files(root, smol)
-    with halo_server(root, tmp) as srv:
+    with halo_server(root, tmp, args=SERVER_ARGS) as srv:
         yield srv, bad, root
 
 

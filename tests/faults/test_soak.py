@@ -24,8 +24,8 @@ pytestmark = pytest.mark.anyio
 
 async def _one(client: httpx.AsyncClient, i: int, rng: random.Random) -> StreamResult | None:
     """One stream; None if this one was cut on purpose."""
-    cut_after = rng.randint(1, 12) if rng.random() < 1 / 3 else None
-    body = {"model": SMOL, "stream": True, "max_tokens": rng.randint(4, 24),
+    cut_after = rng.randint(1, 6) if rng.random() < 1 / 3 else None
+    body = {"model": SMOL, "stream": True, "max_tokens": rng.randint(2, 10),
             "temperature": 0.7, "seed": i, "stream_options": {"include_usage": True},
             "messages": [{"role": "user", "content": f"Tell me fact number {i} about cats."}]}
     out = StreamResult()
@@ -59,7 +59,7 @@ async def test_soak(server: Server, figures: Callable[[str], None]) -> None:
     info = running(server)
     assert info is not None
     # warm up so allocator pools and caches exist before the baseline
-    await _soak_some(server.url, 16)
+    await _soak_some(server.url, 8)
     front0, worker0 = rss_bytes(_proc_pid(server)), rss_bytes(info["pid"])
     t0 = time.monotonic()
     finished, cut = await _soak(server.url)

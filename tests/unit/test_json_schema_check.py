@@ -86,3 +86,19 @@ def test_bounds_within_the_limits_pass() -> None:
     check_schema({"type": "string", "minLength": 1, "maxLength": 1000,
                   "pattern": "^[a-z]{1,100}(-[0-9]{2})?$"})
     check_schema({"type": "array", "items": {"type": "integer"}, "maxItems": 100})
+
+
+@pytest.mark.parametrize("pattern", [
+    "^(a?){100}$", "^(a*)*$", "^((a|aa)*)*b$", "^(a|)+$", "^(?:a?)+$", "^" + "a?" * 20 + "$",
+])
+def test_patterns_that_multiply_parse_stacks_are_refused(pattern: str) -> None:
+    with pytest.raises(SchemaUnsupported, match="pattern"):
+        check_schema({"type": "string", "pattern": pattern})
+
+
+@pytest.mark.parametrize("pattern", [
+    "^[a-z]{1,100}(-[0-9]{2})?$", "^(ab)+$", "^\\d{3}-\\d{4}$", "^(x{99}){99}$",
+    "^[A-Z][a-z]*( [A-Z][a-z]*)*$", "^[^@]+@[^@]+\\.[a-z]{2,}$",
+])
+def test_ordinary_patterns_pass(pattern: str) -> None:
+    check_schema({"type": "string", "pattern": pattern})
