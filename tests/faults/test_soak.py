@@ -74,7 +74,7 @@ async def test_soak(server: Server, figures: Callable[[str], None]) -> None:
     while True:
         after = running(server)
         assert after is not None
-        if after["slots_busy"] == 0 and after["requests_active"] == 0:
+        if after["slots_busy"] == 0 and after["sequences_active"] == 0:
             break
         assert time.monotonic() < deadline, after
         await asyncio.sleep(0.1)
