@@ -73,6 +73,8 @@ class LlamaModel:
             self.backends = register_backends(spec.cpu_variant)
         except (BackendLoadError, OSError) as exc:
             raise ModelLoadError(f"cannot load llama.cpp's backends: {exc}") from exc
+        if not os.access(spec.model_path, os.R_OK):
+            raise ModelLoadError("failed to open the model file (missing or unreadable)")
         lc.llama_backend_init()
         mparams = lc.llama_model_default_params()
         mparams.n_gpu_layers = spec.n_gpu_layers
@@ -244,7 +246,9 @@ class LlamaModel:
         pages the weights in.
         """
         token = max(int(lc.llama_vocab_bos(self.vocab)), 0)
-        n = max(1, min(n_tokens, self.n_ctx_seq))
+        # llama.cpp clamps the context's batch to its size: never ask for more than it took
+        n = max(1, min(n_tokens, self.n_ctx_seq, int(lc.llama_n_batch(self.ctx)),
+                       int(lc.llama_n_ubatch(self.ctx))))
         arr = (lc.llama_token * n)(*([token] * n))
         rc = int(lc.llama_decode(self.ctx, lc.llama_batch_get_one(arr, n)))  # load's timeout
         lc.llama_memory_clear(self.mem, True)
