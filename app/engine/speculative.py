@@ -10,10 +10,12 @@ token (both proposers here are deterministic: n-gram lookup and the draft model'
 argmax): a draft `d` is kept with probability p(d) under the target distribution after
 the sampler chain, and when it is not, the token emitted is a sample of p conditioned on
 not being `d`, i.e. of the normalised residual max(0, p - q). So the output has the
-target's distribution, and since the chain consumes one random draw per emitted token
-exactly as without speculation, greedy output is the same tokens and a seeded sampled
-request the same text. `accept_reject` is the general rule (any proposal distribution q),
-kept for the statistical test that checks both against the target.
+target's distribution, and the chain consumes one random draw per emitted token exactly
+as without speculation: greedy output is the same tokens (a seeded sampled request makes
+the same draws, but logits computed in a batch of several tokens can differ from a
+one-token batch in the last bits, which may move a sampled choice). `accept_reject` is the
+general rule (any proposal distribution q), kept for the statistical test that checks both
+against the target.
 """
 
 from __future__ import annotations
