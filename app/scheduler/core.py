@@ -90,9 +90,11 @@ class Core:
 
     # ---- reads -----------------------------------------------------------------------------
 
-    def models(self) -> list[ModelState]:
-        """Every catalog model (removed ones excluded), sorted by id."""
-        return [self._snapshot(m) for _, m in sorted(self._models.items()) if not m.removed]
+    def models(self, *, removed: bool = False) -> list[ModelState]:
+        """Every catalog model, sorted by id; models removed from the catalog but still
+        holding memory (stopping) only with ``removed=True``."""
+        return [self._snapshot(m) for _, m in sorted(self._models.items())
+                if removed or not m.removed]
 
     def model(self, model_id: str) -> ModelState | None:
         m = self._models.get(model_id)

@@ -211,8 +211,10 @@ class World:
 
     def _check(self) -> None:
         models = self.core.models()
-        over_estimate = sum(max(0, m.need - self.specs[m.model_id].need) for m in models
-                            if m.model_id in self.specs)
+        # a worker may measure more than its estimate: the ledger then holds the measurement,
+        # also for a model removed from the catalog while it stops
+        over_estimate = sum(max(0, m.need - self.specs[m.model_id].need)
+                            for m in self.core.models(removed=True) if m.model_id in self.specs)
         reserved = self.core.reserved()
         assert reserved <= self.limits.budget + over_estimate, (
             f"ledger {reserved} > budget {self.limits.budget}")
