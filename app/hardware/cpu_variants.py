@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 # Variants that ggml's CMake (ggml/src/CMakeLists.txt, GGML_CPU_ALL_VARIANTS) builds with
-# AMX_TILE/AMX_INT8; tests/build/test_installed_libs.py disassembles every installed module and
+# AMX_TILE/AMX_INT8; tests/portable/test_installed_libs.py disassembles every installed module and
 # fails if AMX instructions appear in a variant not listed here.
 AMX_VARIANTS = frozenset({"sapphirerapids"})
 _MODULE_RE = re.compile(r"^libggml-cpu-(?P<name>[A-Za-z0-9_.]+)\.so$")
