@@ -15,7 +15,8 @@ from __future__ import annotations
 import ctypes
 import sys
 from pathlib import Path
-from typing import Any
+
+from app.hardware.ggml_backends import bind, library_path
 
 GGML_TYPE_F32, GGML_TYPE_Q8_0 = 0, 8
 Q8_0_BLOCK_BYTES, Q8_0_BLOCK = 34, 32
@@ -27,29 +28,22 @@ class InitParams(ctypes.Structure):
                 ("no_alloc", ctypes.c_bool))
 
 
-def _fn(lib: ctypes.CDLL, name: str, restype: Any, *argtypes: Any) -> Any:
-    func = getattr(lib, name)
-    func.restype = restype
-    func.argtypes = list(argtypes)
-    return func
-
-
 def run(lib_dir: Path, module: Path) -> str:
     """Returns "executes", or why the check could not run (a SIGILL never returns)."""
     vp, cs, sz, i64 = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int64
-    base = ctypes.CDLL(str(_so(lib_dir, "ggml-base")), mode=ctypes.RTLD_GLOBAL)
-    ggml = ctypes.CDLL(str(_so(lib_dir, "ggml")), mode=ctypes.RTLD_GLOBAL)
-    reg = _fn(ggml, "ggml_backend_load", vp, cs)(str(module).encode())
+    base = ctypes.CDLL(str(library_path(lib_dir, "ggml-base")), mode=ctypes.RTLD_GLOBAL)
+    ggml = ctypes.CDLL(str(library_path(lib_dir, "ggml")), mode=ctypes.RTLD_GLOBAL)
+    reg = bind(ggml, "ggml_backend_load", vp, [cs])(str(module).encode())
     if not reg:
         return "ggml could not load the AMX variant"
-    dev = _fn(ggml, "ggml_backend_reg_dev_get", vp, vp, sz)(reg, 0)
-    backend = _fn(ggml, "ggml_backend_dev_init", vp, vp, cs)(dev, None)
-    extra_addr = _fn(ggml, "ggml_backend_reg_get_proc_address", vp, vp, cs)(
+    dev = bind(ggml, "ggml_backend_reg_dev_get", vp, [vp, sz])(reg, 0)
+    backend = bind(ggml, "ggml_backend_dev_init", vp, [vp, cs])(dev, None)
+    extra_addr = bind(ggml, "ggml_backend_reg_get_proc_address", vp, [vp, cs])(
         reg, b"ggml_backend_dev_get_extra_bufts")
     if not (backend and extra_addr):
         return "the CPU backend offers no extra buffer types"
     extras = ctypes.CFUNCTYPE(ctypes.POINTER(vp), vp)(extra_addr)(dev)
-    buft_name = _fn(ggml, "ggml_backend_buft_name", cs, vp)
+    buft_name = bind(ggml, "ggml_backend_buft_name", cs, [vp])
     amx = None
     index = 0
     while extras[index]:
@@ -58,10 +52,10 @@ def run(lib_dir: Path, module: Path) -> str:
         index += 1
     if amx is None:
         return "the variant has no AMX buffer type (ggml refused AMX here)"
-    init = _fn(base, "ggml_init", vp, InitParams)
-    new_2d = _fn(base, "ggml_new_tensor_2d", vp, vp, ctypes.c_int, i64, i64)
-    alloc = _fn(ggml, "ggml_backend_alloc_ctx_tensors_from_buft", vp, vp, vp)
-    tensor_set = _fn(base, "ggml_backend_tensor_set", None, vp, vp, sz, sz)
+    init = bind(base, "ggml_init", vp, [InitParams])
+    new_2d = bind(base, "ggml_new_tensor_2d", vp, [vp, ctypes.c_int, i64, i64])
+    alloc = bind(ggml, "ggml_backend_alloc_ctx_tensors_from_buft", vp, [vp, vp])
+    tensor_set = bind(base, "ggml_backend_tensor_set", None, [vp, vp, sz, sz])
     weights_ctx = init(InitParams(1 << 20, None, True))
     weight = new_2d(weights_ctx, GGML_TYPE_Q8_0, K, N)
     if not alloc(weights_ctx, amx):
@@ -75,20 +69,16 @@ def run(lib_dir: Path, module: Path) -> str:
     tensor_set(weight, buffer, 0, size)  # repacked for the tile kernels here
     graph_ctx = init(InitParams(1 << 20, None, True))
     batch = new_2d(graph_ctx, GGML_TYPE_F32, K, M)
-    out = _fn(base, "ggml_mul_mat", vp, vp, vp, vp)(graph_ctx, weight, batch)
-    graph = _fn(base, "ggml_new_graph", vp, vp)(graph_ctx)
-    _fn(base, "ggml_build_forward_expand", None, vp, vp)(graph, out)
-    if not alloc(graph_ctx, _fn(ggml, "ggml_backend_dev_buffer_type", vp, vp)(dev)):
+    out = bind(base, "ggml_mul_mat", vp, [vp, vp, vp])(graph_ctx, weight, batch)
+    graph = bind(base, "ggml_new_graph", vp, [vp])(graph_ctx)
+    bind(base, "ggml_build_forward_expand", None, [vp, vp])(graph, out)
+    if not alloc(graph_ctx, bind(ggml, "ggml_backend_dev_buffer_type", vp, [vp])(dev)):
         return "cannot allocate the batch"
     ones = (ctypes.c_float * (K * M))(*([1.0] * (K * M)))
     tensor_set(batch, ones, 0, ctypes.sizeof(ones))
-    status = _fn(ggml, "ggml_backend_graph_compute", ctypes.c_int, vp, vp)(backend, graph)
+    status = bind(ggml, "ggml_backend_graph_compute", ctypes.c_int, [vp, vp])(backend, graph)
     return "executes" if status == 0 else f"the graph failed with status {status}"
 
-
-def _so(lib_dir: Path, name: str) -> Path:
-    soname = lib_dir / f"lib{name}.so.0"  # the copy libllama links (see ggml_backends.py)
-    return soname if soname.exists() else lib_dir / f"lib{name}.so"
 
 
 if __name__ == "__main__":

@@ -59,7 +59,8 @@ def library_path(lib_dir: Path, name: str) -> Path:
     return soname if soname.exists() else lib_dir / f"lib{name}.so"
 
 
-def _bind(lib: ctypes.CDLL, name: str, restype: Any, argtypes: list[Any]) -> Any:
+def bind(lib: ctypes.CDLL, name: str, restype: Any, argtypes: list[Any]) -> Any:
+    """``lib.name`` with its C signature set (shared by every ctypes user in app/hardware)."""
     func = getattr(lib, name)
     func.restype = restype
     func.argtypes = argtypes
@@ -73,7 +74,7 @@ def _score(path: Path) -> int:
     except OSError:
         return 0
     try:
-        score = _bind(module, "ggml_backend_score", ctypes.c_int, [])
+        score = bind(module, "ggml_backend_score", ctypes.c_int, [])
     except AttributeError:
         return 0
     return int(score())
@@ -99,8 +100,8 @@ def cpu_features(ggml: ctypes.CDLL) -> dict[str, str]:
     class Feature(ctypes.Structure):
         _fields_ = (("name", cstr), ("value", cstr))
 
-    reg_by_name = _bind(ggml, "ggml_backend_reg_by_name", vp, [cstr])
-    proc = _bind(ggml, "ggml_backend_reg_get_proc_address", vp, [vp, cstr])
+    reg_by_name = bind(ggml, "ggml_backend_reg_by_name", vp, [cstr])
+    proc = bind(ggml, "ggml_backend_reg_get_proc_address", vp, [vp, cstr])
     reg = reg_by_name(b"CPU")
     if not reg:
         return {}
@@ -132,12 +133,12 @@ def load_backends(lib_dir: Path, *, amx_usable: bool, forced: str | None = None)
     """Register the chosen CPU variant and the other backend modules with ggml (once per
     process). Raises BackendLoadError when no CPU variant can be used."""
     ggml = ctypes.CDLL(str(library_path(lib_dir, "ggml")), mode=ctypes.RTLD_GLOBAL)
-    reg_count = _bind(ggml, "ggml_backend_reg_count", ctypes.c_size_t, [])
+    reg_count = bind(ggml, "ggml_backend_reg_count", ctypes.c_size_t, [])
     directory = module_dir(lib_dir)
     if reg_count() > 0:
         return BackendsLoaded("builtin", None, ("the backends are linked into this build",),
                               cpu_features=cpu_features(ggml))
-    load = _bind(ggml, "ggml_backend_load", ctypes.c_void_p, [ctypes.c_char_p])
+    load = bind(ggml, "ggml_backend_load", ctypes.c_void_p, [ctypes.c_char_p])
     single = lib_dir / "libggml-cpu.so"
     if not any(directory.glob("libggml-cpu-*.so")) and single.exists():
         # one CPU module (GGML_BACKEND_DL without GGML_CPU_ALL_VARIANTS): built for a fixed,

@@ -31,6 +31,7 @@ from typing import Any
 from app.hardware.amx import check_amx
 from app.hardware.ggml_backends import (
     BackendLoadError,
+    bind,
     library_path,
     load_backends,
     module_dir,
@@ -52,13 +53,6 @@ def find_lib_dir(env: Mapping[str, str]) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations))) / "lib"
 
 
-def _bind(lib: ctypes.CDLL, name: str, restype: Any, argtypes: list[Any]) -> Any:
-    func = getattr(lib, name)
-    func.restype = restype
-    func.argtypes = argtypes
-    return func
-
-
 def _text(raw: bytes | None) -> str:
     return raw.decode("utf-8", "replace") if raw else ""
 
@@ -71,7 +65,7 @@ def enumerate_devices(lib_dir: Path, cpu_variant: str | None = None) -> dict[str
     }
     ggml, llama = libs["ggml"], libs["llama"]
     vp, sz, cstr, bool_ = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_bool
-    reg_count = _bind(ggml, "ggml_backend_reg_count", sz, [])
+    reg_count = bind(ggml, "ggml_backend_reg_count", sz, [])
     amx = check_amx(lib_dir, module_dir(lib_dir))
     try:
         loaded = load_backends(lib_dir, amx_usable=amx.usable, forced=cpu_variant)
@@ -82,15 +76,15 @@ def enumerate_devices(lib_dir: Path, cpu_variant: str | None = None) -> dict[str
     except BackendLoadError as exc:
         cpu = {"mode": "modules", "variant": None, "reasons": [str(exc)]}
     cpu["amx"] = {"verdict": amx.verdict, "detail": amx.detail}
-    reg_get = _bind(ggml, "ggml_backend_reg_get", vp, [sz])
-    reg_name = _bind(ggml, "ggml_backend_reg_name", cstr, [vp])
-    dev_count = _bind(ggml, "ggml_backend_dev_count", sz, [])
-    dev_get = _bind(ggml, "ggml_backend_dev_get", vp, [sz])
-    dev_name = _bind(ggml, "ggml_backend_dev_name", cstr, [vp])
-    dev_description = _bind(ggml, "ggml_backend_dev_description", cstr, [vp])
-    dev_type = _bind(ggml, "ggml_backend_dev_type", ctypes.c_int, [vp])
-    dev_reg = _bind(ggml, "ggml_backend_dev_backend_reg", vp, [vp])
-    dev_memory = _bind(
+    reg_get = bind(ggml, "ggml_backend_reg_get", vp, [sz])
+    reg_name = bind(ggml, "ggml_backend_reg_name", cstr, [vp])
+    dev_count = bind(ggml, "ggml_backend_dev_count", sz, [])
+    dev_get = bind(ggml, "ggml_backend_dev_get", vp, [sz])
+    dev_name = bind(ggml, "ggml_backend_dev_name", cstr, [vp])
+    dev_description = bind(ggml, "ggml_backend_dev_description", cstr, [vp])
+    dev_type = bind(ggml, "ggml_backend_dev_type", ctypes.c_int, [vp])
+    dev_reg = bind(ggml, "ggml_backend_dev_backend_reg", vp, [vp])
+    dev_memory = bind(
         ggml, "ggml_backend_dev_memory", None, [vp, ctypes.POINTER(sz), ctypes.POINTER(sz)]
     )
     devices = []
@@ -114,8 +108,8 @@ def enumerate_devices(lib_dir: Path, cpu_variant: str | None = None) -> dict[str
         "cpu": cpu,
         "backends": [_text(reg_name(reg_get(i))) for i in range(reg_count())],
         "devices": devices,
-        "supports_gpu_offload": bool(_bind(llama, "llama_supports_gpu_offload", bool_, [])()),
-        "system_info": _text(_bind(llama, "llama_print_system_info", cstr, [])()).strip(),
+        "supports_gpu_offload": bool(bind(llama, "llama_supports_gpu_offload", bool_, [])()),
+        "system_info": _text(bind(llama, "llama_print_system_info", cstr, [])()).strip(),
     }
 
 
