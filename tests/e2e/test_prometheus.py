@@ -26,6 +26,7 @@ import pytest
 
 from tests.deploy.dashboard import concrete, data_panels, load_dashboard
 from tests.e2e.conftest import make_models_dir
+from tests.e2e.nodes import halo_node
 from tests.e2e.server import Server, free_port, halo_server
 from tests.system_tools import require_tool
 
@@ -34,6 +35,7 @@ pytestmark = pytest.mark.e2e
 log = logging.getLogger(__name__)
 
 MODEL = "smollm2"  # n_ctx 2048, 8 slots (tests/e2e/conftest.make_models_dir)
+SPLIT = "smollm2-split"  # split with a loopback RPC node (the stack fixture)
 STREAMS = 6
 TOKENS = 64
 SCRAPE = 1.0  # seconds
@@ -171,24 +173,35 @@ async def _traffic(server: Server) -> list[int]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("prometheus-e2e")
-    with halo_server(make_models_dir(tmp / "models"), tmp) as halo, \
-            prometheus(halo.url.removeprefix("http://"), tmp) as prom:
-        wait_for(prom, 'up{job="halo"}', lambda v: v == 1, "the first scrape of halo")
-        start = time.time()
-        counts = asyncio.run(_traffic(halo))
-        end = time.time()
-        # an unload, for the evictions panel (and the loaded gauge going back to 0)
-        unloaded = httpx.post(halo.url + "/models/unload", json={"model": MODEL}, timeout=60)
-        assert unloaded.status_code == 200, unloaded.text
-        wait_for(prom, "sum(halo_model_evictions_total)", lambda v: v >= 1, "the unload")
-        wait_for(prom, "sum(halo_generation_tokens_total)", lambda v: v >= sum(counts),
-                 "the last tokens to be scraped")
-        # let every query window see the whole traffic plus a few scrapes after it, and at
-        # least 45 s of samples since it began: increase()/rate() extrapolate the last scrape
-        # interval, an error of about one interval over the sampled span (2% here, 8% for a
-        # 12 s span)
-        time.sleep(max(0.0, max(end + 6 * SCRAPE, start + 45) - time.time()))
-        yield Stack(halo, prom, counts, start, end, time.time())
+    models = make_models_dir(tmp / "models")
+    with halo_node(tmp, mem="256MiB") as node:
+        # a model split over a loopback RPC node, for the per-node panel (the split is planned
+        # from the config and the node's reported memory: it need not be loaded)
+        with (models / "models.toml").open("a") as toml:
+            toml.write(f'[models.{SPLIT}]\npath = "SmolLM2-135M-Instruct.Q4_1.gguf"\n'
+                       'n_ctx = 512\nparallel = 1\nnodes = "all"\ntensor_split = [1, 1]\n')
+        with halo_server(models, tmp, ["--node", node.address]) as halo, \
+                prometheus(halo.url.removeprefix("http://"), tmp) as prom:
+            yield from _run_stack(halo, prom)
+
+
+def _run_stack(halo: Server, prom: str) -> Iterator[Stack]:
+    wait_for(prom, 'up{job="halo"}', lambda v: v == 1, "the first scrape of halo")
+    start = time.time()
+    counts = asyncio.run(_traffic(halo))
+    end = time.time()
+    # an unload, for the evictions panel (and the loaded gauge going back to 0)
+    unloaded = httpx.post(halo.url + "/models/unload", json={"model": MODEL}, timeout=60)
+    assert unloaded.status_code == 200, unloaded.text
+    wait_for(prom, "sum(halo_model_evictions_total)", lambda v: v >= 1, "the unload")
+    wait_for(prom, "sum(halo_generation_tokens_total)", lambda v: v >= sum(counts),
+             "the last tokens to be scraped")
+    # let every query window see the whole traffic plus a few scrapes after it, and at
+    # least 45 s of samples since it began: increase()/rate() extrapolate the last scrape
+    # interval, an error of about one interval over the sampled span (2% here, 8% for a
+    # 12 s span)
+    time.sleep(max(0.0, max(end + 6 * SCRAPE, start + 45) - time.time()))
+    yield Stack(halo, prom, counts, start, end, time.time())
 
 
 # ---- the dashboard's queries --------------------------------------------------------------
@@ -251,7 +264,7 @@ def test_requests_by_status(stack: Stack) -> None:
 def test_request_gauges_are_zero_at_rest(stack: Stack) -> None:
     for gauge in ("halo_requests_running", "halo_requests_waiting"):
         series = query(stack.prometheus, gauge, stack.at)
-        assert {r["metric"]["model"] for r in series} == {MODEL, "gemma3-270m"}, series
+        assert {r["metric"]["model"] for r in series} == {MODEL, "gemma3-270m", SPLIT}, series
         assert all(float(r["value"][1]) == 0 for r in series), series
 
 
