@@ -77,7 +77,8 @@ def worker_spec(settings: Settings, choice: BackendChoice, entry: ModelEntry,
         env=dict(choice.env),
         embedding=entry.embedding,
         pooling=entry.pooling,
-        speculative=Speculation(entry.speculative.type, entry.speculative.max),
+        speculative=Speculation(entry.speculative.type, entry.speculative.max,
+                                entry.speculative.budget),
         draft_path=entry.draft_path,
     )
 

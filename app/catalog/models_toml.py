@@ -14,7 +14,8 @@
     stop = ["<end_of_turn>"]         # stop strings added to every request (like Ollama's)
     embedding = true                 # serve in embedding mode (default: GGUF says pooling)
     pooling = "mean"                 # mean | cls | last | rank (default: the model's own)
-    speculative = {type = "ngram", max = 8}   # "ngram" | "draft" | "off"; max draft tokens
+    speculative = {type = "ngram", max = 8, budget = "auto"}  # type ngram | draft | off;
+    #   max draft tokens; budget auto (when a wider step pays) | always
     draft = "smollm2-draft"          # id of a draft model (same vocabulary) for type "draft"
 """
 
@@ -31,6 +32,7 @@ CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_
 
 
 SpecType = Literal["ngram", "draft", "off"]
+SpecBudget = Literal["auto", "always"]
 SPEC_MAX = 32
 
 
@@ -41,6 +43,9 @@ class SpecConfig(BaseModel):
 
     type: SpecType = "ngram"
     max: int = Field(8, ge=1, le=SPEC_MAX)
+    # "auto": draft only where the measured step cost says it pays; "always": whenever there
+    # is a proposal
+    budget: SpecBudget = "auto"
 
 
 class ModelConfig(BaseModel):

@@ -14,10 +14,11 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 
 from app.engine.batch import Batch
 from app.engine.detok import TextStream
-from app.engine.draft import Drafter, Want
+from app.engine.draft import Drafter
 from app.engine.grammar import GrammarError
 from app.engine.jobs import Choice, Job
 from app.engine.logprobs import token_logprob
@@ -38,24 +39,16 @@ from app.engine.schema import (
     WorkerStats,
 )
 from app.engine.slots import Slot, common_prefix, pick_slots
-from app.engine.speculative import SpecState, verify_drafts
+from app.engine.spec_loop import Speculator
 from app.errors import EngineCode
 
 logger = logging.getLogger(__name__)
 
 
-def spec_cap(spec: WorkerSpec) -> int:
-    """Most draft tokens per sequence and step the worker's context is sized for."""
-    return max(0, spec.speculative.max)
-
 Send = Callable[[list[tuple[str, Event]]], None]
 # CPU seconds one grammar-constrained token may cost before its request is failed: a grammar
 # that ambiguous stalls every stream of the model (the front refuses the known shapes)
 GRAMMAR_TOKEN_CPU_LIMIT = 0.5
-
-# Draft tokens per step over all sequences = SPEC_STEP_TOKENS minus the decoding sequences:
-# with many streams the batch is already wide, and verifying drafts costs compute.
-SPEC_STEP_TOKENS = 16
 
 
 class DecodeLoop:
@@ -67,9 +60,7 @@ class DecodeLoop:
         if spec.n_batch <= spec.parallel:
             raise ValueError("n_batch must be larger than parallel")
         self.model = model
-        self.drafter = drafter
-        self.spec_default = spec.speculative
-        self.spec_cap = spec_cap(spec) if model.can_rollback else 0
+        self.spec = Speculator(spec, model, drafter)
         self.n_ctx = spec.n_ctx
         self.slots = [Slot(seq) for seq in range(spec.parallel)]
         self.batch = Batch(spec.n_batch)
@@ -178,8 +169,7 @@ class DecodeLoop:
         self._events.clear()
         self.batch.free()
         self.model.close()
-        if self.drafter is not None:
-            self.drafter.close()
+        self.spec.close()
 
     def flush(self) -> None:
         if self._events:
@@ -200,8 +190,8 @@ class DecodeLoop:
                     ch.out_idx = batch.add(ch.last_token, len(slot.tokens), slot.seq, True)
                     slot.tokens.append(ch.last_token)
                     active.append((job, ch))
-        if self.spec_cap:
-            self._add_drafts(active)
+        if self.spec.cap:
+            self.spec.add_drafts(batch, [ch for _, ch in active])
         budget = batch.capacity - batch.n
         prefilled: list[Job] = []
         finishing: list[Job] = []
@@ -223,14 +213,18 @@ class DecodeLoop:
         if batch.n == 0:
             self.flush()
             return
+        started = time.perf_counter()
         rc = batch.decode(self.model.ctx)
+        if rc == 0 and not prefilled:
+            self.spec.step_cost.observe(batch.n, time.perf_counter() - started)
         if rc != 0:
             self._decode_failed(rc, prefilled)
             self.flush()
             return
         for job, ch in active:
             if ch.spec is not None and ch.spec.drafts:
-                self._verify(job, ch)
+                self.spec.verify(ch, partial(self._sample, job, ch),
+                                 partial(self._on_token, job, ch))
             else:
                 self._on_token(job, ch, self._sample(job, ch, ch.out_idx), ch.out_idx)
             self._flush_text(job, ch)
@@ -249,67 +243,6 @@ class DecodeLoop:
         self._fail_too_slow()
         self._finish_done()
         self.flush()
-
-    # speculative decoding
-    def _add_drafts(self, active: list[tuple[Job, Choice]]) -> None:
-        """Propose drafts for the choices that speculate this step and add them to the batch."""
-        room = min(SPEC_STEP_TOKENS - len(active), self.batch.capacity - self.batch.n)
-        if room <= 0:
-            return
-        by_seq: dict[int, SpecState] = {}
-        wants: list[Want] = []
-        for _, ch in active:
-            spec = ch.spec
-            if spec is None:
-                continue
-            spec.drafts = []
-            # never propose past the choice's token limit (so never past the context)
-            k = min(spec.length.want(), ch.limit - ch.generated - 1, room)
-            if k <= 0:
-                continue
-            if spec.index is not None:
-                spec.drafts = spec.index.propose(k)
-                room -= len(spec.drafts)
-            else:
-                wants.append(Want(ch.slot.seq, ch.slot.tokens, k))
-                by_seq[ch.slot.seq] = spec
-                room -= k
-            if room <= 0:
-                break
-        if wants and self.drafter is not None:
-            for seq, drafts in self.drafter.propose(wants).items():
-                by_seq[seq].drafts = drafts
-        batch = self.batch
-        for _, ch in active:
-            spec = ch.spec
-            if spec is not None and spec.drafts:
-                slot = ch.slot
-                pos = len(slot.tokens)
-                spec.draft_idx = batch.n
-                for i, token in enumerate(spec.drafts):
-                    batch.add(token, pos + i, slot.seq, True)
-
-    def _verify(self, job: Job, ch: Choice) -> None:
-        """Sample the target at the pending token and each draft; keep the agreeing drafts."""
-        spec = ch.spec
-        assert spec is not None
-        drafts, ctx, sampler = spec.drafts, self.model.ctx, ch.sampler
-        first, rest = ch.out_idx, spec.draft_idx - 1
-        slot = ch.slot
-
-        def sample(i: int) -> int:
-            return sampler.sample(ctx, first if i == 0 else rest + i)
-
-        def emit(i: int, token: int) -> bool:
-            self._on_token(job, ch, token, first if i == 0 else rest + i)
-            return not ch.done
-
-        accepted = verify_drafts(drafts, sample, emit)
-        slot.tokens.extend(drafts[:accepted])
-        if accepted < len(drafts):
-            self.model.seq_rm(slot.seq, len(slot.tokens))  # KV of the rejected drafts
-        spec.record(len(drafts), accepted)
-        spec.drafts = []
 
     # internals
     def _sample(self, job: Job, ch: Choice, idx: int) -> int:
@@ -377,7 +310,7 @@ class DecodeLoop:
                 grammar=job.grammar,
             )
             ch = Choice(i, slot, sampler, TextStream(req.stop), job.limit)
-            ch.spec = self._spec_state(req, job.prompt)
+            ch.spec = self.spec.state_for(req, job.prompt)
             job.choices.append(ch)
         job.t_admit = time.perf_counter()
         self._emit(job.request_id,
@@ -389,16 +322,6 @@ class DecodeLoop:
             self._finish(job)
             return
         self.prefilling.append(job)
-
-    def _spec_state(self, req: GenerateRequest, prompt: list[int]) -> SpecState | None:
-        """The speculation of one choice: the request's setting, else the model's."""
-        want = req.speculative or self.spec_default
-        k_max = min(want.max, self.spec_cap)
-        if want.type == "ngram" and k_max > 0:
-            return SpecState("ngram", k_max, prompt)
-        if want.type == "draft" and k_max > 0 and self.drafter is not None:
-            return SpecState("draft", k_max, ())
-        return None
 
     def _keep_prefix(self, slot: Slot, n_past: int) -> int:
         """Trim the slot's KV cache to its first `n_past` tokens; returns what was kept."""

@@ -18,11 +18,14 @@ class Speculation:
     """Speculative decoding of a model (its default) or of one request.
 
     `type`: "ngram" (prompt lookup), "draft" (the model's draft model) or "off"; `max`:
-    the most draft tokens verified per step and sequence.
+    the most draft tokens verified per step and sequence; `budget`: "auto" drafts only
+    where the measured cost of a wider decode step says they pay (spec_policy.py),
+    "always" drafts whenever there is a proposal (llama-server's behaviour).
     """
 
     type: str = "ngram"
     max: int = 8
+    budget: str = "auto"
 
 
 @dataclass(frozen=True)

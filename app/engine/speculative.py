@@ -183,10 +183,13 @@ class DraftLength:
 class SpecState:
     """Speculation state of one choice: its proposer, draft length and counters."""
 
-    __slots__ = ("kind", "length", "index", "drafts", "draft_idx", "proposed", "accepted")
+    __slots__ = ("kind", "always", "length", "index", "drafts", "draft_idx", "proposed",
+                 "accepted")
 
-    def __init__(self, kind: str, k_max: int, history: Sequence[int]) -> None:
+    def __init__(self, kind: str, k_max: int, history: Sequence[int], *,
+                 always: bool = False) -> None:
         self.kind = kind  # "ngram" | "draft"
+        self.always = always  # draft whenever there is a proposal, whatever it costs
         self.length = DraftLength(k_max)
         self.index = NgramIndex(history) if kind == "ngram" else None
         self.drafts: list[int] = []  # proposed for the current step

@@ -35,6 +35,7 @@ class SpeculativeParam(BaseModel):
 
     type: Literal["ngram", "draft", "off"] = "ngram"
     max: int | None = Field(None, ge=1, le=64)
+    budget: Literal["auto", "always"] | None = None  # None: the model's
 
 
 class SamplingRequest(BaseModel):

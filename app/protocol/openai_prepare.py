@@ -59,7 +59,7 @@ def sampling_request(body: SamplingRequest, max_tokens: int | None) -> GenerateR
         ignore_eos=body.ignore_eos,
         # max 0: the model's own (the generation service checks it against the model)
         speculative=None if body.speculative is None else Speculation(
-            body.speculative.type, body.speculative.max or 0),
+            body.speculative.type, body.speculative.max or 0, body.speculative.budget or ""),
     )
 
 

@@ -172,7 +172,7 @@ def _speculation(asked: Speculation | None, entry: ModelEntry) -> Speculation | 
     if asked.max > limit:
         raise InvalidRequest(f"speculative.max is at most {limit} for model '{entry.id}'",
                              param="speculative")
-    return Speculation(asked.type, asked.max or limit)
+    return Speculation(asked.type, asked.max or limit, asked.budget or entry.speculative.budget)
 
 
 class GenerationService:

@@ -1,0 +1,75 @@
+"""The decode loop drafts only where drafting pays (app/engine/spec_policy.py), with the real
+model in this process: given a CPU-like step cost, 8 n-gram streams of an editing task draft
+nothing after their first step; given a bandwidth-bound cost, they keep drafting. The cost
+curve is fixed here (the loop's own measurements are the timing source being replaced).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.engine.loop import DecodeLoop
+from app.engine.model import LlamaModel
+from app.engine.schema import Event, Failed, Finished, Speculation
+from app.engine.spec_policy import StepCost
+from tests.engine.conftest import chat, smol_spec
+from tests.engine.test_speculative_engine import EDIT
+
+STREAMS = 8
+TOKENS = 24
+
+
+class FixedCost(StepCost):
+    """A step cost curve that the loop's measurements do not move."""
+
+    def __init__(self, seconds: dict[int, float]) -> None:
+        super().__init__()
+        for n, s in seconds.items():
+            super().observe(n, s)
+
+    def observe(self, n_tokens: int, seconds: float) -> None:
+        pass
+
+
+CPU = {n: 0.0025 + 0.0075 * n for n in range(1, 129)}  # each token costs its share
+GPU = {n: 0.050 * (1 + 0.0125 * n) for n in range(1, 129)}  # the weights' read dominates
+
+
+@pytest.fixture(scope="module")
+def model(smollm_path: Path) -> Iterator[tuple[LlamaModel, object]]:
+    spec = smol_spec(smollm_path, parallel=STREAMS, speculative=Speculation("ngram", 8))
+    llama = LlamaModel(spec, lambda _p: None)
+    yield llama, spec
+    llama.close()
+
+
+def drafted(model: tuple[LlamaModel, object], cost: dict[int, float]) -> list[Finished]:
+    llama, spec = model
+    for seq in range(STREAMS):  # a fresh loop: no cache left by the last one
+        llama.seq_rm(seq, -1)
+    events: list[tuple[str, Event]] = []
+    loop = DecodeLoop(llama, spec, events.extend)  # type: ignore[arg-type]
+    loop.spec.step_cost = FixedCost(cost)
+    for i in range(STREAMS):
+        loop.submit(chat(f"edit-{i}", EDIT, max_tokens=TOKENS, temperature=0, ignore_eos=True))
+    while not loop.idle:
+        loop.step()
+    loop.batch.free()
+    failed = [e for _, e in events if isinstance(e, Failed)]
+    assert not failed, failed
+    finished = [e for _, e in events if isinstance(e, Finished)]
+    assert len(finished) == STREAMS
+    assert all(f.completion_tokens == TOKENS for f in finished)
+    return finished
+
+
+def test_cpu_like_cost_switches_speculation_off_at_8_streams(
+    model: tuple[LlamaModel, object],
+) -> None:
+    on_gpu = drafted(model, GPU)
+    on_cpu = drafted(model, CPU)
+    assert sum(f.spec_proposed for f in on_gpu) > 2 * STREAMS
+    assert sum(f.spec_proposed for f in on_cpu) == 0
