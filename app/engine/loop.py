@@ -47,7 +47,9 @@ logger = logging.getLogger(__name__)
 
 Send = Callable[[list[tuple[str, Event]]], None]
 # CPU seconds one grammar-constrained token may cost before its request is failed: a grammar
-# that ambiguous stalls every stream of the model (the front refuses the known shapes)
+# that ambiguous stalls every stream of the model (the front refuses the known shapes).
+# Also what one choice's grammar may spend verifying drafts in one step: past it, the rest of
+# its drafts wait for the next step (each draft costs a grammar pass while the others wait).
 GRAMMAR_TOKEN_CPU_LIMIT = 0.5
 
 
@@ -223,8 +225,7 @@ class DecodeLoop:
             return
         for job, ch in active:
             if ch.spec is not None and ch.spec.drafts:
-                self.spec.verify(ch, partial(self._sample, job, ch),
-                                 partial(self._on_token, job, ch))
+                self._verify(job, ch)
             else:
                 self._on_token(job, ch, self._sample(job, ch, ch.out_idx), ch.out_idx)
             self._flush_text(job, ch)
@@ -245,10 +246,29 @@ class DecodeLoop:
         self.flush()
 
     # internals
+    def _verify(self, job: Job, ch: Choice) -> None:
+        """Verify the drafts of `ch`; its grammar spends at most about GRAMMAR_TOKEN_CPU_LIMIT
+        on them per step (each verified draft costs a grammar pass)."""
+        grammar_cpu = 0.0
+
+        def sample(idx: int) -> int:
+            nonlocal grammar_cpu
+            token, spent = self._sample_timed(job, ch, idx)
+            grammar_cpu += spent
+            return token
+
+        self.spec.verify(ch, sample, partial(self._on_token, job, ch),
+                         more=lambda: grammar_cpu < GRAMMAR_TOKEN_CPU_LIMIT)
+
     def _sample(self, job: Job, ch: Choice, idx: int) -> int:
-        """Sample choice `ch`; a grammar that costs too much CPU per token fails its job."""
+        return self._sample_timed(job, ch, idx)[0]
+
+    def _sample_timed(self, job: Job, ch: Choice, idx: int) -> tuple[int, float]:
+        """Sample choice `ch` (every sample goes through here, verification too); returns the
+        token and the CPU seconds its grammar took. A grammar that costs too much CPU for
+        one token fails its job at the end of the step."""
         if job.grammar is None:
-            return ch.sampler.sample(self.model.ctx, idx)
+            return ch.sampler.sample(self.model.ctx, idx), 0.0
         start = time.thread_time()
         token = ch.sampler.sample(self.model.ctx, idx)
         spent = time.thread_time() - start
@@ -256,7 +276,7 @@ class DecodeLoop:
             logger.warning("request %s: grammar took %.2f s of CPU for one token",
                            job.request_id, spent)
             self._too_slow.append(job)
-        return token
+        return token, spent
 
     def _fail_too_slow(self) -> None:
         for job in self._too_slow:

@@ -100,11 +100,14 @@ class Speculator:
                     batch.add(token, pos + i, slot.seq, True)
 
     def verify(self, ch: Choice, sample: Callable[[int], int],
-               emit: Callable[[int, int], None]) -> None:
+               emit: Callable[[int, int], None],
+               more: Callable[[], bool] = lambda: True) -> None:
         """Sample the target at the pending token and each draft; keep the agreeing drafts.
 
         `sample(idx)` samples choice `ch` at batch output `idx`; `emit(token, idx)` hands the
-        token to the choice (which may end it)."""
+        token to the choice (which may end it). When `more()` turns False after a token,
+        verification stops there for this step: the drafts before it are kept, the token
+        is the next pending one, the drafts after it are dropped (counted as rejected)."""
         spec = ch.spec
         assert spec is not None
         drafts = spec.drafts
@@ -116,7 +119,7 @@ class Speculator:
 
         def emit_at(i: int, token: int) -> bool:
             emit(token, at(i))
-            return not ch.done
+            return not ch.done and more()
 
         accepted = verify_drafts(drafts, lambda i: sample(at(i)), emit_at)
         slot.tokens.extend(drafts[:accepted])
