@@ -37,8 +37,9 @@ def needs(root: Path) -> dict[str, int]:
                            n_ubatch=e.n_batch).total for e in catalog}
 
 
-def chat(server: Server, model: str, tokens: int = 4, **extra: Any) -> httpx.Response:
-    return httpx.post(server.base_url + "/chat/completions", timeout=120, json={
+def chat(server: Server, model: str, tokens: int = 4, timeout: float = 120,
+         **extra: Any) -> httpx.Response:
+    return httpx.post(server.base_url + "/chat/completions", timeout=timeout, json={
         "model": model, "max_tokens": tokens, "temperature": 0,
         "messages": [{"role": "user", "content": "Hello there"}], **extra})
 
@@ -58,7 +59,9 @@ def one_model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve
     tmp = tmp_path_factory.mktemp("one")
     root = models_dir(tmp / "models")
     budget = max(needs(root).values()) + (32 << 20)
-    with halo_server(root, tmp, ["--memory-budget", str(budget)]) as server:
+    # one decode thread: on a loaded 2-core box two OpenMP threads that spin-wait for each
+    # other make a step ~10x slower (a 120-token stream took 225-280 s at load 15)
+    with halo_server(root, tmp, ["--memory-budget", str(budget), "--n-threads", "1"]) as server:
         yield server
 
 
@@ -76,28 +79,40 @@ def test_idle_model_evicted_and_its_worker_gone(one_model_server: Server) -> Non
     assert not psutil.pid_exists(smol_pid)  # the process, and so its memory, is gone
 
 
+# a ceiling for a loaded CI box, not an expectation (the test takes seconds on a quiet one):
+# the other model's reply waits for the whole stream, the swap and a load
+SLOW_BOX_TIMEOUT = 600
+
+
 def test_busy_model_finishes_before_swap(one_model_server: Server) -> None:
     server = one_model_server
     assert chat(server, SMOL).status_code == 200
     result: dict[str, Any] = {}
+    streaming = threading.Event()
 
     def long_stream() -> None:
         body = {"model": SMOL, "max_tokens": 120, "ignore_eos": True, "stream": True,
                 "messages": [{"role": "user", "content": "Tell a story."}]}
+        lines = []
         with httpx.stream("POST", server.base_url + "/chat/completions", json=body,
-                          timeout=120) as resp:
-            result["text"] = resp.read().decode()
+                          timeout=SLOW_BOX_TIMEOUT) as resp:
+            for line in resp.iter_lines():
+                lines.append(line)
+                if '"content":' in line:  # generating: the model is busy
+                    streaming.set()
+        result["text"] = "\n".join(lines)
         result["ended"] = time.monotonic()
 
-    stream = threading.Thread(target=long_stream)
+    stream = threading.Thread(target=long_stream, daemon=True)
     stream.start()
-    time.sleep(0.5)
-    other = chat(server, GEM)
+    assert streaming.wait(SLOW_BOX_TIMEOUT), "the stream never started generating"
+    sent_at = time.monotonic()
+    other = chat(server, GEM, timeout=SLOW_BOX_TIMEOUT)
     served_at = time.monotonic()
-    stream.join(120)
+    stream.join(SLOW_BOX_TIMEOUT)
     assert other.status_code == 200
     assert '"finish_reason":"length"' in result["text"]  # never cut short by the swap
-    assert result["ended"] <= served_at
+    assert sent_at < result["ended"] <= served_at  # the swap waited for the busy stream
     assert statuses(server)[SMOL] == "unloaded"
 
 
