@@ -11,7 +11,7 @@ from app.engine.draft import Drafter, Want
 from app.engine.jobs import Choice
 from app.engine.model import LlamaModel
 from app.engine.schema import GenerateRequest, WorkerSpec
-from app.engine.spec_policy import StepCost, Wanting, allocate
+from app.engine.spec_policy import DepthAcceptance, StepCost, Wanting, allocate
 from app.engine.speculative import SpecState, verify_drafts
 
 
@@ -27,6 +27,8 @@ class Speculator:
         # state cannot drop its last positions, so no speculation there
         self.cap = max(0, spec.speculative.max) if model.can_rollback else 0
         self.step_cost = StepCost()  # decode wall time per batch size
+        # acceptance per draft depth over all the worker's sequences: a new one starts there
+        self.pooled = DepthAcceptance(self.cap)
 
     def close(self) -> None:
         if self.drafter is not None:
@@ -66,7 +68,8 @@ class Speculator:
             if proposal is not None and not proposal:
                 continue
             offers.append((ch, spec, proposal))
-            wanting.append(Wanting(k if proposal is None else len(proposal), spec.length.rate))
+            k = k if proposal is None else len(proposal)
+            wanting.append(Wanting(spec.depth.gains(k, self.pooled)))
         # budget "always": every offer in full (while there is room); the others as far as
         # the measured step cost says they pay
         given: list[int] = []
@@ -74,7 +77,7 @@ class Speculator:
             n = min(w.k, room - sum(given)) if spec.always else 0
             given.append(n)
         rest = allocate(batch.n + sum(given), len(active),
-                        [Wanting(0, 0.0) if n else w for n, w in zip(given, wanting, strict=True)],
+                        [Wanting(()) if n else w for n, w in zip(given, wanting, strict=True)],
                         self.step_cost, room - sum(given))
         given = [n or r for n, r in zip(given, rest, strict=True)]
         by_seq: dict[int, SpecState] = {}
@@ -125,5 +128,5 @@ class Speculator:
         slot.tokens.extend(drafts[:accepted])
         if accepted < len(drafts):
             self.model.seq_rm(slot.seq, len(slot.tokens))  # KV of the rejected drafts
-        spec.record(len(drafts), accepted)
+        spec.record(len(drafts), accepted, self.pooled)
         spec.drafts = []

@@ -12,28 +12,45 @@ policy learns the machine's curve from its own traffic.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-_ALPHA = 0.2  # weight of a new measurement in the running average
+_SAMPLES = 5  # recent measurements kept per batch size; the estimate is their minimum
+_STALE = 512  # a size not measured in this many steps is unknown again (tried afresh)
+_PRIOR = 2.0  # weight, in drafts, of the prior acceptance of a depth never tried
+_PRIOR_P = 0.6  # prior acceptance rate per draft token
 
 
 class StepCost:
-    """Running average of a decode step's wall time per batch size (tokens)."""
+    """A decode step's wall time per batch size (tokens), from the loop's own steps.
+
+    Other processes only ever make a step slower, so the estimate of a size is the fastest
+    of its recent measurements; a size not measured for a while is forgotten, so a slow
+    moment (a first allocation, a busy neighbour) cannot stop drafting for good."""
 
     def __init__(self) -> None:
-        self._seconds: dict[int, float] = {}
+        self._seconds: dict[int, deque[float]] = {}
+        self._seen: dict[int, int] = {}
+        self._clock = 0
 
     def observe(self, n_tokens: int, seconds: float) -> None:
         if n_tokens <= 0 or seconds <= 0.0:
             return
-        old = self._seconds.get(n_tokens)
-        self._seconds[n_tokens] = seconds if old is None else old + _ALPHA * (seconds - old)
+        self._clock += 1
+        self._seconds.setdefault(n_tokens, deque(maxlen=_SAMPLES)).append(seconds)
+        self._seen[n_tokens] = self._clock
+
+    def _known(self) -> dict[int, float]:
+        fresh = self._clock - _STALE
+        return {n: min(v) for n, v in self._seconds.items() if self._seen[n] > fresh}
 
     def estimate(self, n_tokens: int) -> float | None:
         """Seconds for a batch of `n_tokens`: measured, or interpolated between the nearest
-        measured sizes around it; None when no measured size is at or above it."""
-        known = self._seconds
+        measured sizes around it; below the smallest measured size, proportional to it (no
+        cheaper per token: so the loop soon measures the smaller size itself); None when no
+        size at or above it is known."""
+        known = self._known()
         exact = known.get(n_tokens)
         if exact is not None:
             return exact
@@ -43,17 +60,72 @@ class StepCost:
         hi = min(above)
         below = [n for n in known if n < n_tokens]
         if not below:
-            return known[hi] * n_tokens / hi  # no cheaper than proportional below the smallest
+            return known[hi] * n_tokens / hi
         lo = max(below)
         return known[lo] + (known[hi] - known[lo]) * (n_tokens - lo) / (hi - lo)
 
 
+class DepthAcceptance:
+    """How often a sequence's i-th draft token is accepted once the ones before it were.
+
+    Copying text accepts long runs whole (the rate stays high however deep), free text
+    fails early: rates per depth tell the two apart where one overall rate cannot. A new
+    sequence starts from its worker's pooled rates (`prior`); a depth never reached borrows
+    the rate of the deepest one measured (a run that held so far tends to go on)."""
+
+    _HALVE_AT = 4096  # pooled counts halve past this many first drafts: recent traffic rules
+
+    def __init__(self, k_max: int) -> None:
+        self.reached = [0.0] * k_max  # depth i verified after depths < i were accepted
+        self.hits = [0.0] * k_max  # ... and accepted
+
+    def record(self, proposed: int, accepted: int) -> None:
+        for i in range(min(proposed, accepted + 1, len(self.reached))):
+            self.reached[i] += 1
+            if i < accepted:
+                self.hits[i] += 1
+        if self.reached and self.reached[0] > self._HALVE_AT:
+            self.reached = [r / 2 for r in self.reached]
+            self.hits = [h / 2 for h in self.hits]
+
+    def rates(self, k: int, prior: DepthAcceptance | None = None) -> list[float]:
+        """Acceptance rate of depth 1..k given the depths before it were accepted."""
+        base = prior.rates(k) if prior is not None else [_PRIOR_P] * k
+        out: list[float] = []
+        rate = _PRIOR_P
+        for i in range(min(k, len(self.reached))):
+            if self.reached[i]:
+                rate = (self.hits[i] + _PRIOR * base[i]) / (self.reached[i] + _PRIOR)
+            elif prior is not None:
+                rate = base[i]
+            out.append(rate)
+        return out
+
+    def gains(self, k: int, prior: DepthAcceptance | None = None) -> tuple[float, ...]:
+        """Expected accepted tokens from the 1st..k-th draft (non-increasing)."""
+        out: list[float] = []
+        gain = 1.0
+        for rate in self.rates(k, prior):
+            gain *= rate
+            out.append(gain)
+        return tuple(out)
+
+
+def geometric(k: int, p: float) -> tuple[float, ...]:
+    """Gains of k drafts each accepted with probability p (given the ones before)."""
+    return tuple(p ** d for d in range(1, k + 1))
+
+
 @dataclass(frozen=True)
 class Wanting:
-    """A sequence that could take up to `k` draft tokens, each accepted with rate `p`."""
+    """A sequence that could take draft tokens; `gains[i]` is the expected accepted tokens
+    from its (i+1)-th draft (non-increasing), so it can take up to len(gains)."""
 
-    k: int
-    p: float
+    gains: tuple[float, ...]
+
+    @property
+    def k(self) -> int:
+        return len(self.gains)
 
 
 def allocate(base: int, outputs: int, wants: Sequence[Wanting], cost: StepCost,
@@ -61,16 +133,14 @@ def allocate(base: int, outputs: int, wants: Sequence[Wanting], cost: StepCost,
     """Draft tokens per entry of `wants` for a step of `base` batch tokens (of which
     `outputs` produce a token each), at most `room` in all.
 
-    The i-th draft of a sequence adds an expected p**i tokens (it counts only if the ones
-    before it were accepted). Drafts are taken best first while the step's expected tokens
-    per second do not fall; a batch size with no measurement ahead of it is taken on trust.
+    Drafts are taken best first while the step's expected tokens per second do not fall;
+    a batch size outside the measured range is taken on trust.
     """
     given = [0] * len(wants)
     if room <= 0 or not wants:
         return given
     candidates = sorted(
-        ((w.p ** depth, i) for i, w in enumerate(wants) for depth in range(1, w.k + 1)
-         if w.p > 0.0),
+        ((gain, i) for i, w in enumerate(wants) for gain in w.gains if gain > 0.0),
         key=lambda c: -c[0],
     )
     expected = float(outputs)

@@ -23,6 +23,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 
+from app.engine.spec_policy import DepthAcceptance
+
 _KEY = 3  # n-gram length looked up
 _MAX_MATCH = 32  # longest match length worth measuring
 _CANDIDATES = 16  # most recent occurrences of a key compared
@@ -183,21 +185,26 @@ class DraftLength:
 class SpecState:
     """Speculation state of one choice: its proposer, draft length and counters."""
 
-    __slots__ = ("kind", "always", "length", "index", "drafts", "draft_idx", "proposed",
-                 "accepted")
+    __slots__ = ("kind", "always", "length", "depth", "index", "drafts", "draft_idx",
+                 "proposed", "accepted")
 
     def __init__(self, kind: str, k_max: int, history: Sequence[int], *,
                  always: bool = False) -> None:
         self.kind = kind  # "ngram" | "draft"
         self.always = always  # draft whenever there is a proposal, whatever it costs
         self.length = DraftLength(k_max)
+        self.depth = DepthAcceptance(k_max)
         self.index = NgramIndex(history) if kind == "ngram" else None
         self.drafts: list[int] = []  # proposed for the current step
         self.draft_idx = -1  # batch index of the first draft
         self.proposed = 0
         self.accepted = 0
 
-    def record(self, proposed: int, accepted: int) -> None:
+    def record(self, proposed: int, accepted: int,
+               pooled: DepthAcceptance | None = None) -> None:
+        if pooled is not None:
+            pooled.record(proposed, accepted)
         self.proposed += proposed
         self.accepted += accepted
         self.length.update(proposed, accepted)
+        self.depth.record(proposed, accepted)
