@@ -64,6 +64,10 @@ class Batch:
             s[0] = seq
         self.n = j
 
+    def seq_ids(self) -> list[int]:
+        """The sequence id of each token now in the batch, in batch order."""
+        return [self._seq[i][0] for i in range(self.n)]
+
     def decode(self, ctx: Any) -> int:
         """llama_decode of the current contents; returns llama.cpp's status code."""
         self._raw.n_tokens = self.n

@@ -184,14 +184,15 @@ class DecodeLoop:
         self._admit()
         batch = self.batch
         batch.clear()
-        active: list[tuple[Job, Choice]] = []
-        for job in self.decoding:
-            for ch in job.choices:
-                if not ch.done:
-                    slot = ch.slot
-                    ch.out_idx = batch.add(ch.last_token, len(slot.tokens), slot.seq, True)
-                    slot.tokens.append(ch.last_token)
-                    active.append((job, ch))
+        # in sequence-id order: with one KV stream per sequence llama.cpp puts only runs of
+        # consecutive sequence ids (in batch order) into one micro-batch, so 8 sequences
+        # added as 5,2,7,0,... would cost 4 graph computations instead of 1
+        active = sorted(((job, ch) for job in self.decoding for ch in job.choices
+                         if not ch.done), key=lambda jc: jc[1].slot.seq)
+        for _, ch in active:
+            slot = ch.slot
+            ch.out_idx = batch.add(ch.last_token, len(slot.tokens), slot.seq, True)
+            slot.tokens.append(ch.last_token)
         if self.spec.cap:
             self.spec.add_drafts(batch, [ch for _, ch in active])
         budget = batch.capacity - batch.n
@@ -218,7 +219,7 @@ class DecodeLoop:
         started = time.perf_counter()
         rc = batch.decode(self.model.ctx)
         if rc == 0 and not prefilled:
-            self.spec.step_cost.observe(batch.n, time.perf_counter() - started)
+            self.spec.step_cost.observe(len(active), batch.n, time.perf_counter() - started)
         if rc != 0:
             self._decode_failed(rc, prefilled)
             self.flush()

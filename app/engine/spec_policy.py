@@ -23,34 +23,40 @@ _PRIOR_P = 0.6  # prior acceptance rate per draft token
 
 
 class StepCost:
-    """A decode step's wall time per batch size (tokens), from the loop's own steps.
+    """A decode step's wall time by the sequences decoding in it and its size in tokens,
+    from the loop's own steps.
 
-    Other processes only ever make a step slower, so the estimate of a size is the fastest
-    of its recent measurements; a size not measured for a while is forgotten, so a slow
-    moment (a first allocation, a busy neighbour) cannot stop drafting for good."""
+    Keyed by both because the same size costs differently: with one KV stream per sequence,
+    llama.cpp splits a batch whose sequences bring different numbers of tokens into several
+    micro-batches, so 8 sequences plus 1 draft cost much more than 9 sequences would.
+    Other processes only ever make a step slower, so an estimate is the fastest of the
+    recent measurements; a size not measured for a while is forgotten, so a slow moment (a
+    first allocation, a busy neighbour) cannot stop drafting for good."""
 
     def __init__(self) -> None:
-        self._seconds: dict[int, deque[float]] = {}
-        self._seen: dict[int, int] = {}
+        self._seconds: dict[tuple[int, int], deque[float]] = {}
+        self._seen: dict[tuple[int, int], int] = {}
         self._clock = 0
 
-    def observe(self, n_tokens: int, seconds: float) -> None:
-        if n_tokens <= 0 or seconds <= 0.0:
+    def observe(self, streams: int, n_tokens: int, seconds: float) -> None:
+        if streams <= 0 or n_tokens < streams or seconds <= 0.0:
             return
         self._clock += 1
-        self._seconds.setdefault(n_tokens, deque(maxlen=_SAMPLES)).append(seconds)
-        self._seen[n_tokens] = self._clock
+        key = (streams, n_tokens)
+        self._seconds.setdefault(key, deque(maxlen=_SAMPLES)).append(seconds)
+        self._seen[key] = self._clock
 
-    def _known(self) -> dict[int, float]:
+    def _known(self, streams: int) -> dict[int, float]:
         fresh = self._clock - _STALE
-        return {n: min(v) for n, v in self._seconds.items() if self._seen[n] > fresh}
+        return {n: min(v) for (s, n), v in self._seconds.items()
+                if s == streams and self._seen[(s, n)] > fresh}
 
-    def estimate(self, n_tokens: int) -> float | None:
-        """Seconds for a batch of `n_tokens`: measured, or interpolated between the nearest
-        measured sizes around it; below the smallest measured size, proportional to it (no
-        cheaper per token: so the loop soon measures the smaller size itself); None when no
-        size at or above it is known."""
-        known = self._known()
+    def estimate(self, streams: int, n_tokens: int) -> float | None:
+        """Seconds for a step of `streams` sequences and `n_tokens` tokens: measured, or
+        interpolated between the nearest measured sizes around it; below the smallest
+        measured size, proportional to it (no cheaper per token: so the loop soon measures
+        the smaller size itself); None when no size at or above it is known."""
+        known = self._known(streams)
         exact = known.get(n_tokens)
         if exact is not None:
             return exact
@@ -134,7 +140,8 @@ def allocate(base: int, outputs: int, wants: Sequence[Wanting], cost: StepCost,
     `outputs` produce a token each), at most `room` in all.
 
     Drafts are taken best first while the step's expected tokens per second do not fall;
-    a batch size outside the measured range is taken on trust.
+    one batch size beyond the measured range is taken on trust (so a step explores at most
+    one unmeasured size and the curve is learnt one token at a time).
     """
     given = [0] * len(wants)
     if room <= 0 or not wants:
@@ -145,8 +152,12 @@ def allocate(base: int, outputs: int, wants: Sequence[Wanting], cost: StepCost,
     )
     expected = float(outputs)
     for drafts, (gain, i) in enumerate(candidates[:room]):
-        now, after = cost.estimate(base + drafts), cost.estimate(base + drafts + 1)
-        if now is not None and after is not None and (expected + gain) * now < expected * after:
+        now = cost.estimate(outputs, base + drafts)
+        after = cost.estimate(outputs, base + drafts + 1)
+        if after is None:
+            if drafts > 0 and now is None:
+                break  # explore one unmeasured size per step, not the whole room
+        elif now is not None and (expected + gain) * now < expected * after:
             break
         given[i] += 1
         expected += gain

@@ -23,15 +23,17 @@ TOKENS = 24
 
 
 class FixedCost(StepCost):
-    """A step cost curve that the loop's measurements do not move."""
+    """A step cost curve (by batch tokens) that the loop's measurements do not move."""
 
     def __init__(self, seconds: dict[int, float]) -> None:
         super().__init__()
-        for n, s in seconds.items():
-            super().observe(n, s)
+        self.seconds = seconds
 
-    def observe(self, n_tokens: int, seconds: float) -> None:
+    def observe(self, streams: int, n_tokens: int, seconds: float) -> None:
         pass
+
+    def estimate(self, streams: int, n_tokens: int) -> float | None:
+        return self.seconds.get(n_tokens)
 
 
 CPU = {n: 0.0025 + 0.0075 * n for n in range(1, 129)}  # each token costs its share

@@ -9,10 +9,11 @@ from hypothesis import strategies as st
 from app.engine.spec_policy import DepthAcceptance, StepCost, Wanting, allocate, geometric
 
 
-def cost_of(curve: dict[int, float]) -> StepCost:
+def cost_of(curve: dict[int, float], streams: int = 1) -> StepCost:
+    """Steps of `streams` sequences cost curve[tokens]."""
     cost = StepCost()
     for n, seconds in curve.items():
-        cost.observe(n, seconds)
+        cost.observe(streams, n, seconds)
     return cost
 
 
@@ -23,25 +24,36 @@ def throughput(outputs: int, given: list[int], wants: list[Wanting], seconds: fl
 
 def test_estimate_is_measured_interpolated_or_unknown() -> None:
     cost = cost_of({1: 0.010, 9: 0.018})
-    assert cost.estimate(1) == 0.010
-    assert cost.estimate(5) == pytest.approx(0.014)
-    assert cost.estimate(10) is None  # nothing measured at or above: unknown
-    assert cost_of({4: 0.008}).estimate(2) == pytest.approx(0.004)  # proportional below
-    cost.observe(1, 0.020)  # a busy moment: the fastest recent measurement stands
-    assert cost.estimate(1) == 0.010
-    cost.observe(3, 0.0)  # nonsense measurements are ignored
-    assert cost.estimate(3) == pytest.approx(0.012)
+    assert cost.estimate(1, 1) == 0.010
+    assert cost.estimate(1, 5) == pytest.approx(0.014)
+    assert cost.estimate(1, 10) is None  # nothing measured at or above: unknown
+    assert cost_of({4: 0.008}).estimate(1, 2) == pytest.approx(0.004)  # proportional below
+    cost.observe(1, 1, 0.020)  # a busy moment: the fastest recent measurement stands
+    assert cost.estimate(1, 1) == 0.010
+    cost.observe(1, 3, 0.0)  # nonsense measurements are ignored
+    cost.observe(4, 3, 0.5)
+    assert cost.estimate(1, 3) == pytest.approx(0.012)
+
+
+def test_steps_of_other_sequence_counts_are_other_curves() -> None:
+    # 9 tokens as 9 sequences is one micro-batch; as 8 sequences + 1 draft it is two
+    cost = cost_of({8: 0.040, 9: 0.045}, streams=9)
+    assert cost.estimate(8, 9) is None
+    cost.observe(8, 8, 0.040)
+    cost.observe(8, 9, 0.058)
+    assert cost.estimate(8, 9) == 0.058
+    assert cost.estimate(9, 9) == 0.045
 
 
 def test_a_slow_moment_is_forgotten() -> None:
     cost = cost_of({1: 0.010, 9: 0.500})  # a first allocation made size 9 look dear
-    assert cost.estimate(9) == 0.500
+    assert cost.estimate(1, 9) == 0.500
     for _ in range(600):  # steps of other sizes only
-        cost.observe(1, 0.010)
-    assert cost.estimate(9) is None  # unknown again: the next draft step measures it afresh
+        cost.observe(1, 1, 0.010)
+    assert cost.estimate(1, 9) is None  # unknown again: the next draft step measures it afresh
     for _ in range(5):
-        cost.observe(9, 0.020)
-    assert cost.estimate(9) == 0.020
+        cost.observe(1, 9, 0.020)
+    assert cost.estimate(1, 9) == 0.020
 
 
 def test_depth_acceptance_tells_copying_from_free_text() -> None:
@@ -66,30 +78,34 @@ def test_depth_acceptance_tells_copying_from_free_text() -> None:
     assert DepthAcceptance(8).gains(8, copying)[-1] > 0.9
 
 
-def test_nothing_measured_takes_every_draft_on_trust() -> None:
+def test_unmeasured_sizes_are_explored_one_token_per_step() -> None:
     wants = [Wanting(geometric(4, 0.5)), Wanting(geometric(3, 0.9))]
-    assert allocate(2, 2, wants, StepCost(), room=100) == [4, 3]
-    assert sum(allocate(2, 2, wants, StepCost(), room=5)) == 5
+    assert allocate(2, 2, wants, StepCost(), room=100) == [0, 1]  # the best draft, on trust
+    cost = cost_of({2: 0.010, 3: 0.011}, streams=2)  # a cheap first draft was measured
+    assert sum(allocate(2, 2, wants, cost, room=100)) == 2  # ... so one more is tried
+    assert allocate(2, 2, wants, cost, room=0) == [0, 0]
 
 
 def test_a_cpu_like_cost_turns_speculation_off_at_8_streams_but_not_at_1() -> None:
     # compute-bound: each token in the batch costs 7.5 ms on top of 2.5 ms per step
-    cpu = cost_of({n: 0.0025 + 0.0075 * n for n in range(1, 33)})
+    def cpu(streams: int) -> StepCost:
+        return cost_of({n: 0.0025 + 0.0075 * n for n in range(streams, 80)}, streams)
+
     eight = [Wanting(geometric(8, 0.7))] * 8
-    assert allocate(8, 8, eight, cpu, room=64) == [0] * 8
+    assert allocate(8, 8, eight, cpu(8), room=64) == [0] * 8
     # a sequence whose drafts are nearly always right pays even on that machine alone
-    assert sum(allocate(1, 1, [Wanting(geometric(8, 0.99))], cpu, room=64)) > 0
+    assert sum(allocate(1, 1, [Wanting(geometric(8, 0.99))], cpu(1), room=64)) > 0
 
 
 def test_a_bandwidth_bound_cost_speculates_at_8_streams() -> None:
     # GPU-like: the weights' read dominates, 16 tokens cost 10% more than 8
-    gpu = cost_of({n: 0.050 * (1 + 0.0125 * n) for n in range(1, 65)})
+    gpu = cost_of({n: 0.050 * (1 + 0.0125 * n) for n in range(8, 80)}, streams=8)
     given_ = allocate(8, 8, [Wanting(geometric(8, 0.7))] * 8, gpu, room=64)
     assert sum(given_) >= 16
 
 
 def test_best_sequences_get_drafts_first() -> None:
-    cost = cost_of({n: 0.01 * (1 + 0.2 * n) for n in range(1, 40)})
+    cost = cost_of({n: 0.01 * (1 + 0.2 * n) for n in range(2, 40)}, streams=2)
     given_ = allocate(2, 2, [Wanting(geometric(8, 0.3)), Wanting(geometric(8, 0.95))], cost,
                       room=64)
     assert given_[1] > given_[0]
@@ -105,7 +121,7 @@ wanting = st.lists(st.builds(geometric, st.integers(0, 8), st.floats(0.0, 1.0)).
 def test_allocation_never_lowers_expected_throughput(
     curve: dict[int, float], wants: list[Wanting], base: int, room: int
 ) -> None:
-    cost = cost_of(curve)
+    cost = cost_of(curve, streams=base)
     given_ = allocate(base, base, wants, cost, room)
     assert all(0 <= g <= w.k for g, w in zip(given_, wants, strict=True))
     assert sum(given_) <= room
