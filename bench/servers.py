@@ -181,7 +181,7 @@ SERVERS: dict[str, ServerSpec] = {
             "halo", f"halo (this repo), parallel={PARALLEL}, n_ctx={N_CTX_PER_SLOT}/slot",
             "/health", _ignore_eos, _prepare_halo, "halo",
             edit_bodies={"no speculation": {"speculative": {"type": "off"}},
-                         "ngram (default)": {}},
+                         "ngram": {"speculative": {"type": "ngram"}}},
         ),
         ServerSpec(
             "halo-native", "halo on a GGML_NATIVE=ON llama.cpp (bench/build_native_lib.py)",

@@ -14,7 +14,7 @@
     stop = ["<end_of_turn>"]         # stop strings added to every request (like Ollama's)
     embedding = true                 # serve in embedding mode (default: GGUF says pooling)
     pooling = "mean"                 # mean | cls | last | rank (default: the model's own)
-    speculative = {type = "ngram", max = 8, budget = "auto"}  # type ngram | draft | off;
+    speculative = {type = "ngram", max = 8, budget = "auto"}  # type off (default) | ngram | draft;
     #   max draft tokens; budget auto (when a wider step pays) | always
     draft = "smollm2-draft"          # id of a draft model (same vocabulary) for type "draft"
 """
@@ -81,7 +81,7 @@ class ModelConfig(BaseModel):
             raise ValueError(f"tensor_split needs {len(self.nodes) + 1} shares (this box "
                              f"first, then each node), got {len(self.tensor_split)}")
         return self
-    speculative: SpecConfig | None = None  # None: ngram, or draft when `draft` is set
+    speculative: SpecConfig | None = None  # None: off, or draft when `draft` is set
     draft: str | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
@@ -96,7 +96,9 @@ class ModelConfig(BaseModel):
     def spec(self) -> SpecConfig:
         if self.speculative is not None:
             return self.speculative
-        return SpecConfig(type="draft" if self.draft else "ngram")
+        # n-gram lookup is opt-in: on a CPU it slowed free-text decoding at 1 stream (see
+        # docs/benchmarks.md); a draft model is speculation asked for by name
+        return SpecConfig(type="draft" if self.draft else "off")
 
 
 class ModelsFileError(Exception):

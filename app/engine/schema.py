@@ -23,7 +23,7 @@ class Speculation:
     "always" drafts whenever there is a proposal (llama-server's behaviour).
     """
 
-    type: str = "ngram"
+    type: str = "off"
     max: int = 8
     budget: str = "auto"
 
