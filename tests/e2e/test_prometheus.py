@@ -144,11 +144,19 @@ def wait_for(url: str, expr: str, ok: Any, what: str, timeout: float = 60) -> No
 
 # ---- traffic ------------------------------------------------------------------------------
 
+# stream 0 opts in to n-gram speculation (off by default) on a copying task, for the
+# speculation panels; "always" so that it drafts whatever a wider step costs on this machine
+COPY = ("Repeat this list exactly, one item per line:\n"
+        + "\n".join(f"item {k}: red green blue" for k in range(12)))
+SPECULATE = {"speculative": {"type": "ngram", "budget": "always"}}
+
+
 async def _stream(client: openai.AsyncOpenAI, i: int) -> int:
     stream = await client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": f"Tell story number {i}."}],
+        model=MODEL,
+        messages=[{"role": "user", "content": COPY if i == 0 else f"Tell story number {i}."}],
         max_tokens=TOKENS, stream=True, stream_options={"include_usage": True},
-        extra_body={"ignore_eos": True})
+        extra_body={"ignore_eos": True, **(SPECULATE if i == 0 else {})})
     completion_tokens = None
     async for chunk in stream:
         if chunk.usage is not None:
