@@ -73,12 +73,14 @@ class Speculator:
         # budget "always": every offer in full (while there is room); the others as far as
         # the measured step cost says they pay
         given: list[int] = []
+        forced = 0
         for (_, spec, _), w in zip(offers, wanting, strict=True):
-            n = min(w.k, room - sum(given)) if spec.always else 0
+            n = min(w.k, room - forced) if spec.always else 0
             given.append(n)
-        rest = allocate(batch.n + sum(given), len(active),
+            forced += n
+        rest = allocate(batch.n + forced, len(active),
                         [Wanting(()) if n else w for n, w in zip(given, wanting, strict=True)],
-                        self.step_cost, room - sum(given))
+                        self.step_cost, room - forced)
         given = [n or r for n, r in zip(given, rest, strict=True)]
         by_seq: dict[int, SpecState] = {}
         wants: list[Want] = []

@@ -117,11 +117,6 @@ class DepthAcceptance:
         return tuple(out)
 
 
-def geometric(k: int, p: float) -> tuple[float, ...]:
-    """Gains of k drafts each accepted with probability p (given the ones before)."""
-    return tuple(p ** d for d in range(1, k + 1))
-
-
 @dataclass(frozen=True)
 class Wanting:
     """A sequence that could take draft tokens; `gains[i]` is the expected accepted tokens

@@ -3,7 +3,6 @@ engine): validation before the first byte, the worker spec, and the Prometheus c
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +10,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.config import Settings
 from app.engine.client import Speculation
-from app.factory import create_app
-from app.hardware.probe import ProbeReport
 from tests.api.fake_engine import FakeFactory
 
 pytestmark = pytest.mark.anyio
@@ -23,8 +19,7 @@ GEMMA = "gemma3-270m"  # from the models_dir fixture's models.toml: no speculati
 
 
 @pytest.fixture
-async def spec_client(models_dir: Path, probe_report: ProbeReport,
-                      factory: FakeFactory) -> AsyncIterator[httpx.AsyncClient]:
+def models_dir(models_dir: Path) -> Path:
     """smol with a copy of itself as draft model (speculative max 6); gemma without."""
     toml = models_dir / "models.toml"
     toml.write_text(toml.read_text() + (
@@ -33,12 +28,7 @@ async def spec_client(models_dir: Path, probe_report: ProbeReport,
         '\n[models.smol-draft]\npath = "SmolLM2-135M-Instruct.Q4_1.gguf"\n'
         'speculative = {type = "off"}\n'
     ))
-    app = create_app(Settings(models_dir=models_dir), engine_factory=factory,
-                     probe_report=probe_report)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://halo") as c:
-            yield c
+    return models_dir
 
 
 def chat(model: str, **kw: Any) -> dict[str, Any]:
@@ -54,35 +44,35 @@ async def counter(client: httpx.AsyncClient, name: str, model: str) -> float:
     raise AssertionError(f"{name}{{model={model}}} missing")
 
 
-async def test_models_toml_settings_reach_the_worker(spec_client: httpx.AsyncClient,
+async def test_models_toml_settings_reach_the_worker(client: httpx.AsyncClient,
                                                      factory: FakeFactory,
                                                      models_dir: Path) -> None:
-    resp = await spec_client.post("/v1/chat/completions", json=chat("smol"))
+    resp = await client.post("/v1/chat/completions", json=chat("smol"))
     assert resp.status_code == 200
     spec = factory.started[-1].spec
     assert spec.speculative == Speculation("draft", 6)
     assert spec.draft_path == models_dir / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    resp = await spec_client.post("/v1/chat/completions", json=chat(GEMMA))
+    resp = await client.post("/v1/chat/completions", json=chat(GEMMA))
     assert resp.status_code == 200
     spec = factory.started[-1].spec
     assert spec.speculative == Speculation("off", 8)  # the default
     assert spec.draft_path is None
 
 
-async def test_request_field_is_passed_and_counted(spec_client: httpx.AsyncClient,
+async def test_request_field_is_passed_and_counted(client: httpx.AsyncClient,
                                                    factory: FakeFactory) -> None:
-    assert await counter(spec_client, "halo_spec_proposed_tokens_total", "smol") == 0
-    resp = await spec_client.post("/v1/chat/completions", json=chat(
+    assert await counter(client, "halo_spec_proposed_tokens_total", "smol") == 0
+    resp = await client.post("/v1/chat/completions", json=chat(
         "smol", speculative={"type": "ngram", "max": 3}))
     assert resp.status_code == 200
     assert factory.started[-1].requests[-1].speculative == Speculation("ngram", 3)
-    resp = await spec_client.post("/v1/chat/completions", json=chat(
+    resp = await client.post("/v1/chat/completions", json=chat(
         "smol", speculative={"type": "draft"}, stream=True))
     assert resp.status_code == 200
     assert factory.started[-1].requests[-1].speculative == Speculation("draft", 6)
-    assert await counter(spec_client, "halo_spec_proposed_tokens_total", "smol") == 8
-    assert await counter(spec_client, "halo_spec_accepted_tokens_total", "smol") == 6
-    resp = await spec_client.post("/v1/chat/completions", json=chat("smol"))
+    assert await counter(client, "halo_spec_proposed_tokens_total", "smol") == 8
+    assert await counter(client, "halo_spec_accepted_tokens_total", "smol") == 6
+    resp = await client.post("/v1/chat/completions", json=chat("smol"))
     assert factory.started[-1].requests[-1].speculative is None  # the model's default
 
 
@@ -93,9 +83,9 @@ async def test_request_field_is_passed_and_counted(spec_client: httpx.AsyncClien
     ("smol", {"type": "ngram", "k": 2}, "speculative"),
     ("smol", {"max": 0}, "speculative"),
 ])
-async def test_bad_speculative_field_is_a_400(spec_client: httpx.AsyncClient, model: str,
+async def test_bad_speculative_field_is_a_400(client: httpx.AsyncClient, model: str,
                                               field: dict[str, Any], needle: str) -> None:
-    resp = await spec_client.post("/v1/completions", json={
+    resp = await client.post("/v1/completions", json={
         "model": model, "prompt": "x", "speculative": field, "stream": True})
     assert resp.status_code == 400, resp.text
     error = resp.json()["error"]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -20,6 +21,9 @@ from app.engine.client import (
     TextDelta,
     WorkerSpec,
 )
+
+if TYPE_CHECKING:
+    from app.engine.model import LlamaModel
 
 # Gemma turn markers; the gemma 270m GGUF has no chat template of its own.
 GEMMA_TEMPLATE = (
@@ -74,6 +78,18 @@ def chat(request_id: str, content: str, **kw: Any) -> GenerateRequest:
     return GenerateRequest(
         request_id=request_id, messages=[{"role": "user", "content": content}], **kw
     )
+
+
+@contextmanager
+def in_process(spec: WorkerSpec) -> Iterator[LlamaModel]:
+    """The model and context of `spec` loaded in this process (for DecodeLoop tests)."""
+    from app.engine.model import LlamaModel  # llama.cpp only in tests that load in-process
+
+    llama = LlamaModel(spec, lambda _progress: None)
+    try:
+        yield llama
+    finally:
+        llama.close()
 
 
 def smol_spec(path: Path, **kw: Any) -> WorkerSpec:

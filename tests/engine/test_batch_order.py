@@ -15,7 +15,7 @@ import pytest
 from app.engine.loop import DecodeLoop
 from app.engine.model import LlamaModel
 from app.engine.schema import Event, Finished, Speculation, WorkerSpec
-from tests.engine.conftest import chat, smol_spec
+from tests.engine.conftest import chat, in_process, smol_spec
 
 STREAMS = 8
 
@@ -23,9 +23,8 @@ STREAMS = 8
 @pytest.fixture(scope="module")
 def loaded(smollm_path: Path) -> Iterator[tuple[LlamaModel, WorkerSpec]]:
     spec = smol_spec(smollm_path, parallel=STREAMS, speculative=Speculation("off", 8))
-    llama = LlamaModel(spec, lambda _p: None)
-    yield llama, spec
-    llama.close()
+    with in_process(spec) as llama:
+        yield llama, spec
 
 
 def test_staggered_arrivals_decode_in_sequence_order(

@@ -13,9 +13,9 @@ import pytest
 
 from app.engine.loop import DecodeLoop
 from app.engine.model import LlamaModel
-from app.engine.schema import Event, Failed, Finished, Speculation
+from app.engine.schema import Event, Failed, Finished, Speculation, WorkerSpec
 from app.engine.spec_policy import StepCost
-from tests.engine.conftest import chat, smol_spec
+from tests.engine.conftest import chat, in_process, smol_spec
 from tests.engine.test_speculative_engine import EDIT
 
 STREAMS = 8
@@ -41,19 +41,18 @@ GPU = {n: 0.050 * (1 + 0.0125 * n) for n in range(1, 129)}  # the weights' read 
 
 
 @pytest.fixture(scope="module")
-def model(smollm_path: Path) -> Iterator[tuple[LlamaModel, object]]:
+def model(smollm_path: Path) -> Iterator[tuple[LlamaModel, WorkerSpec]]:
     spec = smol_spec(smollm_path, parallel=STREAMS, speculative=Speculation("ngram", 8))
-    llama = LlamaModel(spec, lambda _p: None)
-    yield llama, spec
-    llama.close()
+    with in_process(spec) as llama:
+        yield llama, spec
 
 
-def drafted(model: tuple[LlamaModel, object], cost: dict[int, float]) -> list[Finished]:
+def drafted(model: tuple[LlamaModel, WorkerSpec], cost: dict[int, float]) -> list[Finished]:
     llama, spec = model
     for seq in range(STREAMS):  # a fresh loop: no cache left by the last one
         llama.seq_rm(seq, -1)
     events: list[tuple[str, Event]] = []
-    loop = DecodeLoop(llama, spec, events.extend)  # type: ignore[arg-type]
+    loop = DecodeLoop(llama, spec, events.extend)
     loop.spec.step_cost = FixedCost(cost)
     for i in range(STREAMS):
         loop.submit(chat(f"edit-{i}", EDIT, max_tokens=TOKENS, temperature=0, ignore_eos=True))
@@ -69,7 +68,7 @@ def drafted(model: tuple[LlamaModel, object], cost: dict[int, float]) -> list[Fi
 
 
 def test_cpu_like_cost_switches_speculation_off_at_8_streams(
-    model: tuple[LlamaModel, object],
+    model: tuple[LlamaModel, WorkerSpec],
 ) -> None:
     on_gpu = drafted(model, GPU)
     on_cpu = drafted(model, CPU)

@@ -6,7 +6,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.engine.spec_policy import DepthAcceptance, StepCost, Wanting, allocate, geometric
+from app.engine.spec_policy import DepthAcceptance, StepCost, Wanting, allocate
+
+
+def geometric(k: int, p: float) -> tuple[float, ...]:
+    """Gains of k drafts each accepted with probability p (given the ones before)."""
+    return tuple(p ** d for d in range(1, k + 1))
 
 
 def cost_of(curve: dict[int, float], streams: int = 1) -> StepCost:
