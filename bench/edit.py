@@ -194,38 +194,65 @@ async def run_edit(workload: Workload, name: str, extra: dict[str, Any],
     return result
 
 
-def bench_edit_server(spec: servers.ServerSpec, model: Path, runs: int, log_dir: Path,
-                      records: list[dict[str, Any]],
-                      run_async: Callable[[Coroutine[Any, Any, EditResult]], EditResult],
-                      ) -> None:
-    """Start one server, run every configuration of the editing workload, stop it."""
-    print(f"\n=== edit workload: {spec.name}", flush=True)
+@dataclass
+class _Config:
+    """One server and one request body of the editing workload."""
+
+    spec: servers.ServerSpec
+    workload: Workload
+    body: dict[str, Any]
+    result: EditResult
+
+
+def bench_edit_servers(specs: list[servers.ServerSpec], model: Path, runs: int, log_dir: Path,
+                       records: list[dict[str, Any]],
+                       run_async: Callable[[Coroutine[Any, Any, Any]], Any]) -> None:
+    """Start every server, then run each configuration (server and body) once per turn, in
+    an order rotated every turn (as bench/turns.py does for the plain workload: a drifting
+    machine then slows every configuration alike), and stop them."""
+    started: list[servers.RunningServer] = []
+    configs: list[_Config] = []
     try:
-        server = servers.start(spec, model, log_dir / "edit")
-    except Exception as exc:
-        records.append({"server": spec.name, "name": spec.name, "status": "failed",
-                        "error": f"{type(exc).__name__}: {exc}"})
-        print(f"!!! {spec.name} FAILED to start: {exc}", flush=True)
-        return
-    try:
-        workload = Workload(server.base_url, servers.MODEL_ID, MAX_TOKENS,
-                            spec.extra_body(MAX_TOKENS))
-        run_async(run_edit(workload, "warm-up", {}, 1))
-        for variant, body in spec.edit_bodies.items():
-            name = f"{spec.label or spec.name} {variant}".strip()
-            result = run_async(run_edit(workload, name, body, runs))
-            record: dict[str, Any] = {"server": spec.name, "name": name, "status": "ok",
-                      "runs": [r.to_json() for r in result.runs],
-                      "decode_tokens_per_second": result.median("decode_tokens_per_second"),
-                      "ttft": result.median("ttft"), "text": result.text}
-            records.append(record)
-            errors = [r.error for r in result.runs if r.error]
-            print(f"    {name}: decode {_fmt(record['decode_tokens_per_second'])} tok/s, "
-                  f"TTFT {_fmt(record['ttft'], 3)} s, tokens "
-                  f"{sorted({r.tokens for r in result.ok}, key=str)}, errors {len(errors)}"
-                  + (f" ({errors[0]})" if errors else ""), flush=True)
+        for spec in specs:
+            print(f"\n=== edit workload: {spec.name}", flush=True)
+            try:
+                server = servers.start(spec, model, log_dir / "edit")
+            except Exception as exc:
+                records.append({"server": spec.name, "name": spec.name, "status": "failed",
+                                "error": f"{type(exc).__name__}: {exc}"})
+                print(f"!!! {spec.name} FAILED to start: {exc}", flush=True)
+                continue
+            started.append(server)
+            workload = Workload(server.base_url, servers.MODEL_ID, MAX_TOKENS,
+                                spec.extra_body(MAX_TOKENS))
+            run_async(run_edit(workload, "warm-up", {}, 1))  # and the prompt is cached
+            for variant, body in spec.edit_bodies.items():
+                name = f"{spec.label or spec.name} {variant}".strip()
+                configs.append(_Config(spec, workload, body, EditResult(name)))
+        for turn in range(runs):
+            shift = turn % len(configs) if configs else 0
+            for config in configs[shift:] + configs[:shift]:
+                config.result.runs.append(run_async(edit_once(config.workload, config.body)))
+        for config in configs:
+            _record(config, records)
     finally:
-        server.stop()
+        for server in started:
+            server.stop()
+
+
+def _record(config: _Config, records: list[dict[str, Any]]) -> None:
+    result = config.result
+    record: dict[str, Any] = {"server": config.spec.name, "name": result.name, "status": "ok",
+                              "runs": [r.to_json() for r in result.runs],
+                              "decode_tokens_per_second":
+                                  result.median("decode_tokens_per_second"),
+                              "ttft": result.median("ttft"), "text": result.text}
+    records.append(record)
+    errors = [r.error for r in result.runs if r.error]
+    print(f"    {result.name}: decode {_fmt(record['decode_tokens_per_second'])} tok/s, "
+          f"TTFT {_fmt(record['ttft'], 3)} s, tokens "
+          f"{sorted({r.tokens for r in result.ok}, key=str)}, errors {len(errors)}"
+          + (f" ({errors[0]})" if errors else ""), flush=True)
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:

@@ -7,8 +7,11 @@
 Two workloads: `plain` (concurrent story streams, see workload.py) and `edit` (one stream
 rewriting a 60-line function, where speculative decoding pays; see edit.py).
 
-Servers run one at a time (the numbers are only comparable when nothing else competes for the
-cores). A server that cannot be built, started or streamed from is reported as failed and the
+The plain workload's servers are all started first and take turns round by round, on the
+same prompts (bench/turns.py): one server after the other would compare two moments of a
+drifting machine as much as two servers. The table adds each server's ratio to llama-server
+round by round (median and range). The editing workload runs its servers one at a time.
+A server that cannot be built, started or streamed from is reported as failed and the
 others still run. Raw results go to bench/results/<timestamp>.json (plus a Markdown copy of the
 table and each server's log under bench/results/<timestamp>/).
 """
@@ -16,110 +19,27 @@ table and each server's log under bench/results/<timestamp>/).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import os
-import platform
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any
 
-from bench import edit, servers
-from bench.workload import Workload
+from bench import edit, servers, turns
+from bench.host import machine_info, run_async, wait_for_idle
 
-T = TypeVar("T")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_SERVERS = "halo,llama-server,llama-cpp-python"
 DEFAULT_EDIT_SERVERS = "halo,llama-server,llama-server-ngram-mod,llama-server-ngram-simple"
 REFERENCE = "llama-server"
-FOREIGN_CPU_WARN = 0.10
 LEGEND = ("lcpp = python -m llama_cpp.server (lcpp-noint: --interrupt_requests False); "
           "x/ls = x / llama-server (tok/s: higher is better; TTFT: lower is better). "
           "* = the server sent no usage: max_tokens when finish_reason is \"length\", "
           "else the count of content deltas (a lower bound).")
-
-
-def machine_info() -> dict[str, Any]:
-    model = platform.processor() or "unknown"
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "Model name":
-                model = value.strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    mem_gib = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_gib = round(int(line.split()[1]) / 2**20, 1)
-    except OSError:
-        pass
-    return {"cpu": model, "cores": os.cpu_count(), "ram_gib": mem_gib,
-            "kernel": platform.release(), "python": platform.python_version()}
-
-
-def _cpu_times() -> tuple[int, int] | None:
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    except (OSError, IndexError):
-        return None
-    values = [int(v) for v in fields]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-    return sum(values), idle
-
-
-def cpu_busy(seconds: float = 1.0) -> float | None:
-    """Fraction of all cores busy over `seconds` (other processes, before a server starts)."""
-    first = _cpu_times()
-    time.sleep(seconds)
-    second = _cpu_times()
-    if first is None or second is None or second[0] == first[0]:
-        return None
-    total, idle = second[0] - first[0], second[1] - first[1]
-    return round(1 - idle / total, 3)
-
-
-def _own_cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system
-
-
-Snapshot = tuple[tuple[int, int] | None, float, float]
-
-
-def foreign_cpu_share(before: Snapshot, after: Snapshot) -> float | None:
-    """Share of all CPU time during a level used by neither the server nor this harness."""
-    if before[0] is None or after[0] is None:
-        return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = (after[0][0] - before[0][0]) / ticks
-    busy = total - (after[0][1] - before[0][1]) / ticks
-    ours = (after[1] - before[1]) + (after[2] - before[2])
-    if total <= 0:
-        return None
-    return round(max(0.0, busy - ours) / total, 3)
-
-
-def wait_for_idle(max_wait: float, threshold: float = 0.15) -> float | None:
-    """Wait (up to max_wait seconds) until other processes leave the CPUs mostly idle (between
-    levels the server under test has no requests, so its share is ~0 too)."""
-    deadline = time.monotonic() + max_wait
-    busy = cpu_busy()
-    announced = False
-    while busy is not None and busy > threshold and time.monotonic() < deadline:
-        if not announced:
-            print(f"    CPUs {busy:.0%} busy; waiting up to {max_wait:.0f}s for them to idle",
-                  flush=True)
-            announced = True
-        busy = cpu_busy(2.0)
-    return busy
 
 
 def git_commit() -> str:
@@ -135,118 +55,6 @@ def git_commit() -> str:
     if not out:
         return "uncommitted"
     return out + ("-dirty" if dirty else "")
-
-
-def bench_server(spec: servers.ServerSpec, model: Path, levels: list[int], rounds: int,
-                 max_tokens: int, log_dir: Path, records: list[dict[str, Any]],
-                 wait_idle: float = 0.0) -> None:
-    """Start one server, run every level against it, stop it; append its record to `records`
-    first, so that an interrupted run keeps the levels it finished. A failure of the server is
-    recorded, not raised."""
-    record: dict[str, Any] = {"name": spec.name, "description": spec.description,
-                              "status": "interrupted", "error": None, "levels": {}}
-    records.append(record)
-    print(f"\n=== {spec.name}: {spec.description}", flush=True)
-    busy = wait_for_idle(wait_idle)
-    record["cpu_busy_before"] = busy
-    if busy is not None and busy > 0.15:
-        print(f"    warning: the CPUs are {busy:.0%} busy before the start; other processes "
-              "compete for the cores and the numbers will be low", flush=True)
-    try:
-        server = servers.start(spec, model, log_dir)
-    except Exception as exc:  # ServerUnavailable, or anything else: the others still run
-        record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-        print(f"!!! {spec.name} FAILED to start: {exc}", flush=True)
-        return
-    record.update(argv=server.launch.argv, port=server.port,
-                  startup_seconds=round(server.startup_seconds, 2), log=str(server.log_path))
-    print(f"    healthy on port {server.port} after {server.startup_seconds:.1f}s", flush=True)
-    try:
-        workload = Workload(server.base_url, servers.MODEL_ID, max_tokens,
-                            spec.extra_body(max_tokens))
-        warm = run_async(workload.warm_up())
-        record["warm_up"] = warm.to_json()
-        if warm.error is not None or warm.tokens == 0:
-            reason = warm.error or "no tokens streamed"
-            record.update(status="failed", error=f"warm-up request failed: {reason}")
-            print(f"!!! {spec.name} FAILED warm-up: {reason}\n{server.log_tail(15)}", flush=True)
-            return
-        print(f"    warm-up: {warm.tokens} tokens, finish_reason={warm.finish_reason}", flush=True)
-        for level in levels:
-            if wait_idle > 0:
-                wait_for_idle(wait_idle)
-            before = (_cpu_times(), server.cpu_seconds(), _own_cpu_seconds())
-            result = run_async(workload.run_level(level, rounds))
-            after = (_cpu_times(), server.cpu_seconds(), _own_cpu_seconds())
-            summary = result.summary()
-            summary["server_cpu_seconds"] = round(after[1] - before[1], 2)
-            summary["foreign_cpu"] = foreign_cpu_share(before, after)
-            record["levels"][str(level)] = {
-                "summary": summary, "requests": [r.to_json() for r in result.requests]}
-            agg = fmt(summary["aggregate_tokens_per_second"])
-            print(f"    c={level}: {summary['tokens_total']} tokens in "
-                  f"{summary['wall_seconds']:.1f}s, agg {agg} tok/s, "
-                  f"stream {fmt(summary['stream_tokens_per_second_mean'])} tok/s, "
-                  f"TTFT p50 {fmt_ms(summary['ttft_p50'])} ms, errors {summary['errors']}, "
-                  f"no finish_reason {summary['no_finish_reason']}", flush=True)
-            foreign = summary["foreign_cpu"]
-            if foreign is not None and foreign > FOREIGN_CPU_WARN:
-                print(f"    warning: other processes used {foreign:.0%} of the CPUs during "
-                      f"c={level}; these numbers are not clean", flush=True)
-            if process_died(server):
-                record.update(status="failed",
-                              error=f"server exited during c={level}: {server.log_tail(15)}")
-                print(f"!!! {spec.name} died during c={level}", flush=True)
-                return
-        record["status"] = "ok"
-    except Exception as exc:  # a harness or protocol surprise fails this server only
-        record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-        print(f"!!! {spec.name} FAILED: {type(exc).__name__}: {exc}\n{server.log_tail(15)}",
-              flush=True)
-    finally:
-        server.stop()
-        print(f"    stopped {spec.name}", flush=True)
-
-
-class Terminated(Exception):
-    """SIGTERM arrived while an asyncio level was running."""
-
-
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """asyncio.run, but SIGTERM cancels the run cleanly and surfaces as KeyboardInterrupt.
-
-    (SIGINT is already handled that way by asyncio.run; a plain Python SIGTERM handler that
-    raises inside the event loop can leave it stuck.)"""
-
-    async def main() -> T:
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        terminated = False
-
-        def on_term() -> None:
-            nonlocal terminated
-            terminated = True
-            if task is not None:
-                task.cancel()
-
-        loop.add_signal_handler(signal.SIGTERM, on_term)
-        try:
-            return await coro
-        except asyncio.CancelledError:
-            if terminated:
-                raise Terminated from None
-            raise
-        finally:
-            loop.remove_signal_handler(signal.SIGTERM)
-
-    try:
-        return asyncio.run(main())
-    except Terminated:
-        raise KeyboardInterrupt from None
-
-
-def process_died(server: servers.RunningServer) -> bool:
-    return server.process.poll() is not None
 
 
 def fmt(value: float | None, digits: int = 1) -> str:
@@ -302,6 +110,14 @@ def table_rows(records: list[dict[str, Any]], levels: list[int]) -> tuple[list[s
                 s = summary(name, level)
                 ratios.append("-" if s is None or ref is None else ratio(s[key], ref[key]))
             rows.append([str(level), label, *cells, *ratios])
+            if key == "aggregate_tokens_per_second":
+                paired = []
+                for name in others:
+                    s = summary(name, level)
+                    paired.append("-" if s is None or ref is None
+                                  else turns.paired_cell(turns.paired_ratios(s, ref)))
+                rows.append([str(level), "aggregate, x/ls round by round: median (range)",
+                             *["" for _ in names], *paired])
         cells = []
         for name in names:
             s = summary(name, level)
@@ -416,13 +232,24 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     interrupted = False
     try:
-        for name in names:
-            bench_server(servers.SERVERS[name], model, levels, args.rounds, args.max_tokens,
-                         log_dir, records, args.wait_idle)
-        for name in edit_names:
+        wait_for_idle(args.wait_idle)
+        entrants: list[turns.Entrant] = []
+        try:
+            for name in names:
+                entrant = turns.start(servers.SERVERS[name], model, args.max_tokens, log_dir,
+                                      records)
+                if entrant is not None:
+                    entrants.append(entrant)
+            if entrants:
+                turns.play(entrants, levels, args.rounds, args.wait_idle)
+        finally:
+            for entrant in entrants:
+                entrant.server.stop()
+                print(f"    stopped {entrant.spec.name}", flush=True)
+        if edit_names:
             wait_for_idle(args.wait_idle)
-            edit.bench_edit_server(servers.SERVERS[name], model, args.edit_runs, log_dir,
-                                   edit_records, run_async)
+            edit.bench_edit_servers([servers.SERVERS[n] for n in edit_names], model,
+                                    args.edit_runs, log_dir, edit_records, run_async)
     except KeyboardInterrupt:
         interrupted = True
         print("\ninterrupted; servers stopped, writing partial results", flush=True)

@@ -169,6 +169,10 @@ def _ignore_eos(max_tokens: int) -> dict[str, Any]:
     return {"ignore_eos": True}
 
 
+def _halo_no_speculation(max_tokens: int) -> dict[str, Any]:
+    return {"ignore_eos": True, "speculative": {"type": "off"}}
+
+
 def _min_tokens(max_tokens: int) -> dict[str, Any]:
     # llama_cpp.server has no ignore_eos; min_tokens bans EOS until that many tokens exist.
     return {"min_tokens": max_tokens}
@@ -182,6 +186,10 @@ SERVERS: dict[str, ServerSpec] = {
             "/health", _ignore_eos, _prepare_halo, "halo",
             edit_bodies={"no speculation": {"speculative": {"type": "off"}},
                          "ngram": {"speculative": {"type": "ngram"}}},
+        ),
+        ServerSpec(
+            "halo-nospec", "halo as above, every request with speculation off",
+            "/health", _halo_no_speculation, _prepare_halo, "halo-nospec",
         ),
         ServerSpec(
             "halo-native", "halo on a GGML_NATIVE=ON llama.cpp (bench/build_native_lib.py)",

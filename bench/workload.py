@@ -224,11 +224,24 @@ class Workload:
             origin = time.perf_counter()
             requests: list[StreamResult] = []
             for round_index in range(rounds):
-                batch = [
-                    self.stream_one(client, prompt_for(concurrency, round_index, i), origin, i,
-                                    round_index)
-                    for i in range(concurrency)
-                ]
-                requests.extend(await asyncio.gather(*batch))
+                requests.extend(await self._round(client, concurrency, round_index, origin))
             wall = time.perf_counter() - origin
         return LevelResult(concurrency, rounds, wall, requests)
+
+    async def run_round(self, concurrency: int, round_index: int) -> LevelResult:
+        """One round of a level: C streams started together, the round's own prompts (the
+        same for every server, so servers taking turns round by round get the same work)."""
+        async with self.client(concurrency) as client:
+            origin = time.perf_counter()
+            requests = await self._round(client, concurrency, round_index, origin)
+            wall = time.perf_counter() - origin
+        return LevelResult(concurrency, 1, wall, requests)
+
+    async def _round(self, client: httpx.AsyncClient, concurrency: int, round_index: int,
+                     origin: float) -> list[StreamResult]:
+        batch = [
+            self.stream_one(client, prompt_for(concurrency, round_index, i), origin, i,
+                            round_index)
+            for i in range(concurrency)
+        ]
+        return list(await asyncio.gather(*batch))
