@@ -91,7 +91,7 @@ def estimate_entry(choice: BackendChoice, entry: ModelEntry) -> MemoryEstimate:
     found = estimate(entry.file, n_ctx=entry.n_ctx, parallel=entry.parallel,
                      cache_type_k=entry.cache_type_k, cache_type_v=entry.cache_type_v,
                      n_batch=n_batch, n_ubatch=n_batch, flash_attn=fa,
-                     outputs_per_seq=1 if entry.embedding else 1 + entry.speculative.max)
+                     draft_outputs=0 if entry.embedding else entry.speculative.max)
     info = entry.file.info
     if entry.embedding and info.metadata.get(f"{info.architecture}.attention.causal") is False:
         found = dataclasses.replace(found, kv=0)  # an encoder keeps no KV cache

@@ -14,8 +14,9 @@
     stop = ["<end_of_turn>"]         # stop strings added to every request (like Ollama's)
     embedding = true                 # serve in embedding mode (default: GGUF says pooling)
     pooling = "mean"                 # mean | cls | last | rank (default: the model's own)
-    speculative = {type = "ngram", max = 8, budget = "auto"}  # type off (default) | ngram | draft;
-    #   max draft tokens; budget auto (when a wider step pays) | always
+    speculative = {type = "ngram", max = 64, budget = "auto"}  # type ngram (default) | draft
+    #   (default with `draft`) | off; max draft tokens (default 64); budget auto (when a
+    #   wider step pays) | always
     draft = "smollm2-draft"          # id of a draft model (same vocabulary) for type "draft"
 """
 
@@ -33,7 +34,7 @@ CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_
 
 SpecType = Literal["ngram", "draft", "off"]
 SpecBudget = Literal["auto", "always"]
-SPEC_MAX = 32
+SPEC_MAX = 64
 
 
 class SpecConfig(BaseModel):
@@ -42,7 +43,8 @@ class SpecConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: SpecType = "ngram"
-    max: int = Field(8, ge=1, le=SPEC_MAX)
+    # up to 64: on a CPU a 64-token step of one sequence is llama.cpp's cheapest per token
+    max: int = Field(64, ge=1, le=SPEC_MAX)
     # "auto": draft only where the measured step cost says it pays; "always": whenever there
     # is a proposal
     budget: SpecBudget = "auto"
@@ -81,7 +83,7 @@ class ModelConfig(BaseModel):
             raise ValueError(f"tensor_split needs {len(self.nodes) + 1} shares (this box "
                              f"first, then each node), got {len(self.tensor_split)}")
         return self
-    speculative: SpecConfig | None = None  # None: off, or draft when `draft` is set
+    speculative: SpecConfig | None = None  # None: ngram, or draft when `draft` is set
     draft: str | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
@@ -96,9 +98,9 @@ class ModelConfig(BaseModel):
     def spec(self) -> SpecConfig:
         if self.speculative is not None:
             return self.speculative
-        # n-gram lookup is opt-in: on a CPU it slowed free-text decoding at 1 stream (see
-        # docs/benchmarks.md); a draft model is speculation asked for by name
-        return SpecConfig(type="draft" if self.draft else "off")
+        # n-gram lookup by default (max 8, budget auto: it drafts only where the measured
+        # step cost says it pays, docs/benchmarks.md); a draft model when one is named
+        return SpecConfig(type="draft" if self.draft else "ngram")
 
 
 class ModelsFileError(Exception):

@@ -163,8 +163,9 @@ class LlamaModel:
         cparams.n_batch = spec.n_batch
         cparams.n_ubatch = spec.n_batch
         cparams.n_seq_max = spec.parallel
-        # one output per sequence per step, plus one per draft token verified
-        cparams.n_outputs_max = spec.parallel * (1 + max(0, spec.speculative.max))
+        # one output per sequence per step, plus one per draft token verified (at most
+        # `max` draft tokens in a step, however they are shared among the sequences)
+        cparams.n_outputs_max = spec.parallel + max(0, spec.speculative.max)
         if spec.embedding:
             # one pooled vector per sequence; an encoder takes a whole batch in one ubatch,
             # so a batch must hold the longest input

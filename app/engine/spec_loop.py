@@ -49,7 +49,8 @@ class Speculator:
         """Propose drafts for the choices that speculate this step and add them to `batch`
         (which holds one pending token per choice of `active`), as many as pay for
         themselves on this machine (spec_policy.allocate)."""
-        room = batch.capacity - batch.n
+        # at most `cap` drafts per step in all: the context's output rows are sized for that
+        room = min(batch.capacity - batch.n, self.cap)
         if room <= 0:
             return
         offers: list[tuple[Choice, SpecState, list[int] | None]] = []

@@ -17,7 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 _SAMPLES = 5  # recent measurements kept per batch size; the estimate is their minimum
-_STALE = 512  # a size not measured in this many steps is unknown again (tried afresh)
+_TRUST = 3  # measurements of a size before its own figure is believed over its neighbours'
+# a size not measured in this many steps is forgotten (tried afresh): long enough that
+# other requests' plain steps do not wipe the curve between two speculating requests
+_STALE = 4096
 _PRIOR = 2.0  # weight, in drafts, of the prior acceptance of a depth never tried
 _PRIOR_P = 0.6  # prior acceptance rate per draft token
 
@@ -29,9 +32,12 @@ class StepCost:
     Keyed by both because the same size costs differently: with one KV stream per sequence,
     llama.cpp splits a batch whose sequences bring different numbers of tokens into several
     micro-batches, so 8 sequences plus 1 draft cost much more than 9 sequences would.
-    Other processes only ever make a step slower, so an estimate is the fastest of the
-    recent measurements; a size not measured for a while is forgotten, so a slow moment (a
-    first allocation, a busy neighbour) cannot stop drafting for good."""
+    Other processes only ever make a step slower, so a size's cost is the fastest of its
+    recent measurements, trusted once it has `_TRUST` of them. A size measured fewer times is
+    no dearer than its measured neighbours suggest: one slow measurement (a graph being
+    built, a busy neighbour) must not keep a size from being tried again, or the policy
+    would stay with the small drafts it happened to measure well. A size not measured for a
+    long while is forgotten."""
 
     def __init__(self) -> None:
         self._seconds: dict[tuple[int, int], deque[float]] = {}
@@ -46,29 +52,35 @@ class StepCost:
         self._seconds.setdefault(key, deque(maxlen=_SAMPLES)).append(seconds)
         self._seen[key] = self._clock
 
-    def _known(self, streams: int) -> dict[int, float]:
+    def _known(self, streams: int) -> dict[int, tuple[float, bool]]:
+        """Sizes measured lately -> (fastest recent seconds, trusted)."""
         fresh = self._clock - _STALE
-        return {n: min(v) for (s, n), v in self._seconds.items()
+        return {n: (min(v), len(v) >= _TRUST) for (s, n), v in self._seconds.items()
                 if s == streams and self._seen[(s, n)] > fresh}
 
     def estimate(self, streams: int, n_tokens: int) -> float | None:
-        """Seconds for a step of `streams` sequences and `n_tokens` tokens: measured, or
-        interpolated between the nearest measured sizes around it; below the smallest
+        """Seconds for a step of `streams` sequences and `n_tokens` tokens: a trusted
+        measurement as it is; otherwise interpolated between the nearest measured sizes
+        around it (a size measured too few times: no dearer than that); below the smallest
         measured size, proportional to it (no cheaper per token: so the loop soon measures
-        the smaller size itself); None when no size at or above it is known."""
+        the smaller size itself); None above the largest."""
         known = self._known(streams)
-        exact = known.get(n_tokens)
-        if exact is not None:
-            return exact
+        own = known.get(n_tokens)
+        if own is not None and own[1]:
+            return own[0]
         above = [n for n in known if n > n_tokens]
+        below = [n for n in known if n < n_tokens]
+        if own is not None and not (above and below):
+            return own[0]  # an end of the measured range: nothing to compare it with
         if not above:
             return None
         hi = min(above)
-        below = [n for n in known if n < n_tokens]
         if not below:
-            return known[hi] * n_tokens / hi
+            return known[hi][0] * n_tokens / hi
         lo = max(below)
-        return known[lo] + (known[hi] - known[lo]) * (n_tokens - lo) / (hi - lo)
+        c_lo, c_hi = known[lo][0], known[hi][0]
+        guess = c_lo + (c_hi - c_lo) * (n_tokens - lo) / (hi - lo)
+        return guess if own is None else min(own[0], guess)
 
 
 class DepthAcceptance:
@@ -95,14 +107,20 @@ class DepthAcceptance:
             self.hits = [h / 2 for h in self.hits]
 
     def rates(self, k: int, prior: DepthAcceptance | None = None) -> list[float]:
-        """Acceptance rate of depth 1..k given the depths before it were accepted."""
-        base = prior.rates(k) if prior is not None else [_PRIOR_P] * k
+        """Acceptance rate of depth 1..k given the depths before it were accepted.
+
+        A depth this sequence reached: its counts, shrunk towards the prior's rate (or the
+        rate of the depth before it). One it never reached: the prior's rate if the prior
+        reached it, else the rate of the depth before it: never a flat guess, which would
+        make deep drafts look bad only because they were never tried."""
+        base = prior.rates(k) if prior is not None else None
         out: list[float] = []
-        rate = _PRIOR_P
+        rate = base[0] if base else _PRIOR_P
         for i in range(min(k, len(self.reached))):
             if self.reached[i]:
-                rate = (self.hits[i] + _PRIOR * base[i]) / (self.reached[i] + _PRIOR)
-            elif prior is not None:
+                b = base[i] if base is not None else rate
+                rate = (self.hits[i] + _PRIOR * b) / (self.reached[i] + _PRIOR)
+            elif base is not None and prior is not None and prior.reached[i]:
                 rate = base[i]
             out.append(rate)
         return out
@@ -134,9 +152,13 @@ def allocate(base: int, outputs: int, wants: Sequence[Wanting], cost: StepCost,
     """Draft tokens per entry of `wants` for a step of `base` batch tokens (of which
     `outputs` produce a token each), at most `room` in all.
 
-    Drafts are taken best first while the step's expected tokens per second do not fall;
-    one batch size beyond the measured range is taken on trust (so a step explores at most
-    one unmeasured size and the curve is learnt one token at a time).
+    Drafts are handed out best first; how many is the count whose step has the highest
+    expected tokens per second (over every count, not stopping at the first that does not
+    pay: measured costs are not convex). When that is the largest size measured so far
+    and more drafts are wanted, a step of twice that size is tried on trust: a step
+    explores at most one size beyond the measured range, and the curve up to 64 tokens is
+    known after a handful of steps (on a CPU, llama.cpp's flash attention gets much cheaper
+    per token from 64 tokens of one sequence on, so the long end matters).
     """
     given = [0] * len(wants)
     if room <= 0 or not wants:
@@ -144,16 +166,25 @@ def allocate(base: int, outputs: int, wants: Sequence[Wanting], cost: StepCost,
     candidates = sorted(
         ((gain, i) for i, w in enumerate(wants) for gain in w.gains if gain > 0.0),
         key=lambda c: -c[0],
-    )
-    expected = float(outputs)
-    for drafts, (gain, i) in enumerate(candidates[:room]):
-        now = cost.estimate(outputs, base + drafts)
-        after = cost.estimate(outputs, base + drafts + 1)
-        if after is None:
-            if drafts > 0 and now is None:
-                break  # explore one unmeasured size per step, not the whole room
-        elif now is not None and (expected + gain) * now < expected * after:
+    )[:room]
+    if not candidates:
+        return given
+    best_m, best_rate, expected = 0, -1.0, float(outputs)
+    for m in range(len(candidates) + 1):
+        if m:
+            expected += candidates[m - 1][0]
+        seconds = cost.estimate(outputs, base + m)
+        if seconds is None:
+            if m == 0:
+                best_m = 1  # nothing measured yet: one draft, on trust
+            elif best_m == m - 1:
+                # the best so far is the edge of the known: try a step twice that size, on
+                # trust (the curve is learnt in a few steps, interpolated in between)
+                best_m = min(len(candidates), max(m, 2 * (base + m - 1) - base))
             break
+        rate = expected / seconds
+        if rate > best_rate:
+            best_m, best_rate = m, rate
+    for _, i in candidates[:best_m]:
         given[i] += 1
-        expected += gain
     return given

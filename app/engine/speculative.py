@@ -145,9 +145,10 @@ def _draw(weights: Sequence[float], rng: random.Random) -> int:
 class DraftLength:
     """Per-sequence draft length from its recent acceptance, with back-off when it fails.
 
-    All drafts accepted doubles the length (up to `k_max`); a partial acceptance sets it
-    to accepted + 1. When the smoothed acceptance rate falls below `floor`, the sequence
-    stops proposing for a while, twice as long each time it fails again.
+    All drafts accepted doubles the length (up to `k_max`); a partial acceptance halves it
+    (or sets it to accepted + 1 if that is more). When the smoothed acceptance rate falls
+    below `floor`, the sequence stops proposing for a while, twice as long each time it
+    fails again.
     """
 
     def __init__(self, k_max: int, *, start: int = 4, floor: float = 0.35) -> None:
@@ -175,7 +176,9 @@ class DraftLength:
             self.k = min(self.k_max, self.k * 2)
             self._cool = 2
         else:
-            self.k = max(1, min(self.k_max, accepted + 1))
+            # halve, or just past what was accepted: copying text misses at an edit and
+            # then matches long runs again, which a restart from 1 would climb back to slowly
+            self.k = max(1, min(self.k_max, max(accepted + 1, self.k // 2)))
         if self.rate < self.floor:
             self._skip = self._cool
             self._cool = min(64, self._cool * 2)

@@ -235,7 +235,7 @@ def estimate(
     swa_full: bool = True,
     kv_unified: bool = False,
     overhead: int = DEFAULT_OVERHEAD,
-    outputs_per_seq: int = 1,
+    draft_outputs: int = 0,
 ) -> MemoryEstimate:
     """Memory of `file` loaded by a worker with `parallel` slots of `n_ctx` tokens each.
 
@@ -243,8 +243,8 @@ def estimate(
     is llama.cpp's C-API default (llama-context.cpp:3788), which the worker keeps today.
     `kv_unified=False` (the worker's setting) gives each sequence a KV stream of its own of
     pad256(n_ctx) cells (llama-context.cpp:295, llama-kv-cache.cpp:84): the attention graph
-    then spans one stream's cells, not all of them. `outputs_per_seq` is 1 + the draft
-    tokens speculative decoding may verify per sequence and step (more logits rows).
+    then spans one stream's cells, not all of them. `draft_outputs` is the most draft tokens
+    speculative decoding verifies in one step (logits rows beyond one per sequence).
     """
     if n_ctx < 1 or parallel < 1 or n_batch < 1 or n_ubatch < 1:
         raise ValueError("n_ctx, parallel, n_batch and n_ubatch must be positive")
@@ -270,7 +270,7 @@ def estimate(
     )
     recurrent = recurrent_bytes(info, parallel)
     compute = _compute(info, lys, stream_cells, stream_swa, ubatch,
-                       parallel * max(1, outputs_per_seq), fa)
+                       parallel + max(0, draft_outputs), fa)
     return MemoryEstimate(file.tensor_bytes, kv, recurrent, compute, overhead)
 
 

@@ -55,7 +55,7 @@ async def test_models_toml_settings_reach_the_worker(client: httpx.AsyncClient,
     resp = await client.post("/v1/chat/completions", json=chat(GEMMA))
     assert resp.status_code == 200
     spec = factory.started[-1].spec
-    assert spec.speculative == Speculation("off", 8)  # the default
+    assert spec.speculative == Speculation("ngram", 64, "auto")  # the default
     assert spec.draft_path is None
 
 

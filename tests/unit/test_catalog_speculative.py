@@ -18,15 +18,15 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_defaults_off_or_draft(tmp_path: Path) -> None:
+def test_defaults_ngram_auto_or_draft(tmp_path: Path) -> None:
     configs = load_models_file(write(tmp_path, (
         '[models.a]\npath = "a.gguf"\n'
         '[models.b]\npath = "b.gguf"\ndraft = "a"\n'
-        '[models.c]\npath = "c.gguf"\nspeculative = {type = "ngram"}\n'
+        '[models.c]\npath = "c.gguf"\nspeculative = {type = "off"}\n'
     )))
-    assert configs["a"].spec == SpecConfig(type="off", max=8)
-    assert configs["b"].spec == SpecConfig(type="draft", max=8)
-    assert configs["c"].spec == SpecConfig(type="ngram", max=8)
+    assert configs["a"].spec == SpecConfig(type="ngram", max=64, budget="auto")
+    assert configs["b"].spec == SpecConfig(type="draft", max=64)
+    assert configs["c"].spec == SpecConfig(type="off", max=64)
 
 
 @pytest.mark.parametrize("table", [

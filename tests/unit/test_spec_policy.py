@@ -14,11 +14,13 @@ def geometric(k: int, p: float) -> tuple[float, ...]:
     return tuple(p ** d for d in range(1, k + 1))
 
 
-def cost_of(curve: dict[int, float], streams: int = 1) -> StepCost:
-    """Steps of `streams` sequences cost curve[tokens]."""
+def cost_of(curve: dict[int, float], streams: int = 1, times: int = 3) -> StepCost:
+    """Steps of `streams` sequences cost curve[tokens], each size measured `times` times
+    (3: trusted as measured)."""
     cost = StepCost()
-    for n, seconds in curve.items():
-        cost.observe(streams, n, seconds)
+    for _ in range(times):
+        for n, seconds in curve.items():
+            cost.observe(streams, n, seconds)
     return cost
 
 
@@ -40,12 +42,34 @@ def test_estimate_is_measured_interpolated_or_unknown() -> None:
     assert cost.estimate(1, 3) == pytest.approx(0.012)
 
 
+def test_a_size_measured_once_is_no_dearer_than_its_neighbours_say() -> None:
+    # one slow first measurement of 3 tokens (a graph being built) between two cheap sizes
+    cost = cost_of({1: 0.010, 5: 0.030})
+    cost.observe(1, 3, 0.040)
+    assert cost.estimate(1, 3) == pytest.approx(0.020)  # optimistic until measured again
+    cost.observe(1, 3, 0.041)
+    cost.observe(1, 3, 0.039)
+    assert cost.estimate(1, 3) == pytest.approx(0.039)  # three times slow: believed
+    assert cost.estimate(1, 4) == pytest.approx(0.0345)  # never measured: interpolated
+    cost.observe(1, 9, 0.5)  # the largest size, measured once: as measured
+    assert cost.estimate(1, 9) == 0.5
+
+
+def test_a_costly_size_in_the_middle_does_not_stop_deeper_drafts() -> None:
+    # measured on this CPU: size 4 looked dear, 6 cheaper than 5; copying text accepts 95%
+    cost = cost_of({1: 0.0161, 2: 0.0265, 3: 0.0376, 4: 0.0502, 5: 0.0595, 6: 0.0571,
+                    7: 0.0767, 8: 0.0827})
+    given_ = allocate(1, 1, [Wanting(geometric(8, 0.97))], cost, room=8)
+    assert given_ == [5]  # 6 tokens: the best expected tokens per second on that curve
+
+
 def test_steps_of_other_sequence_counts_are_other_curves() -> None:
     # 9 tokens as 9 sequences is one micro-batch; as 8 sequences + 1 draft it is two
     cost = cost_of({8: 0.040, 9: 0.045}, streams=9)
     assert cost.estimate(8, 9) is None
-    cost.observe(8, 8, 0.040)
-    cost.observe(8, 9, 0.058)
+    for _ in range(3):
+        cost.observe(8, 8, 0.040)
+        cost.observe(8, 9, 0.058)
     assert cost.estimate(8, 9) == 0.058
     assert cost.estimate(9, 9) == 0.045
 
@@ -53,7 +77,7 @@ def test_steps_of_other_sequence_counts_are_other_curves() -> None:
 def test_a_slow_moment_is_forgotten() -> None:
     cost = cost_of({1: 0.010, 9: 0.500})  # a first allocation made size 9 look dear
     assert cost.estimate(1, 9) == 0.500
-    for _ in range(600):  # steps of other sizes only
+    for _ in range(4100):  # steps of other sizes only
         cost.observe(1, 1, 0.010)
     assert cost.estimate(1, 9) is None  # unknown again: the next draft step measures it afresh
     for _ in range(5):
@@ -83,12 +107,32 @@ def test_depth_acceptance_tells_copying_from_free_text() -> None:
     assert DepthAcceptance(8).gains(8, copying)[-1] > 0.9
 
 
-def test_unmeasured_sizes_are_explored_one_token_per_step() -> None:
+def test_unmeasured_sizes_are_explored_by_doubling() -> None:
     wants = [Wanting(geometric(4, 0.5)), Wanting(geometric(3, 0.9))]
     assert allocate(2, 2, wants, StepCost(), room=100) == [0, 1]  # the best draft, on trust
     cost = cost_of({2: 0.010, 3: 0.011}, streams=2)  # a cheap first draft was measured
-    assert sum(allocate(2, 2, wants, cost, room=100)) == 2  # ... so one more is tried
+    assert sum(allocate(2, 2, wants, cost, room=100)) == 4  # ... so a step of 6 is tried
+    assert sum(allocate(2, 2, wants, cost, room=3)) == 3  # (within the room)
     assert allocate(2, 2, wants, cost, room=0) == [0, 0]
+    # copying text on a CPU-like curve: from nothing to a 64-token step in 7 steps
+    cost, steps, size = StepCost(), 0, 1
+    cost.observe(1, 1, 0.012)  # the steps without drafts
+    copying = [Wanting(geometric(64, 0.999))]
+    while size < 64 and steps < 20:
+        size = 1 + sum(allocate(1, 1, copying, cost, room=64))
+        cost.observe(1, size, 0.012 + 0.006 * (size - 1))
+        steps += 1
+    assert size == 64
+    assert steps <= 7
+
+
+def test_a_cheaper_long_step_is_found_past_a_dearer_middle() -> None:
+    # this CPU at a 900-token context: 63 tokens of one sequence 721 ms, 64 tokens 475 ms
+    # (llama.cpp's tiled flash attention); copying text drafts the long step
+    curve = {1: 0.0208, 9: 0.1155, 17: 0.2016, 33: 0.3463, 49: 0.5569, 63: 0.7208,
+             64: 0.4746, 65: 0.4881}
+    given_ = allocate(1, 1, [Wanting(geometric(64, 0.995))], cost_of(curve), room=64)
+    assert given_ == [63]
 
 
 def test_a_cpu_like_cost_turns_speculation_off_at_8_streams_but_not_at_1() -> None:

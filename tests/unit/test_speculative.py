@@ -187,7 +187,9 @@ def test_draft_length_grows_shrinks_and_backs_off() -> None:
     dl.update(8, 8)
     assert dl.want() == 8
     dl.update(8, 2)
-    assert dl.want() == 3
+    assert dl.want() == 4  # halved (more than the 2 accepted + 1)
+    dl.update(4, 3)
+    assert dl.want() == 4  # the 3 accepted + 1
     for _ in range(4):
         dl.update(3, 0)
     skipped = 0
