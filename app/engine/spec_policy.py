@@ -22,7 +22,8 @@ _TRUST = 3  # measurements of a size before its own figure is believed over its 
 # other requests' plain steps do not wipe the curve between two speculating requests
 _STALE = 4096
 _PRIOR = 2.0  # weight, in drafts, of the prior acceptance of a depth never tried
-_PRIOR_P = 0.6  # prior acceptance rate per draft token
+_PRIOR_P = 0.6  # prior acceptance rate of a first draft token
+_UNTRIED_P = 0.98  # of a deeper one that no draft has reached yet (optimism: it is tried)
 
 
 class StepCost:
@@ -111,8 +112,10 @@ class DepthAcceptance:
 
         A depth this sequence reached: its counts, shrunk towards the prior's rate (or the
         rate of the depth before it). One it never reached: the prior's rate if the prior
-        reached it, else the rate of the depth before it: never a flat guess, which would
-        make deep drafts look bad only because they were never tried."""
+        reached it; one nobody reached: optimistic (`_UNTRIED_P`, or the rate before it if
+        higher). Deep drafts must not look bad only because they were never tried: copying
+        text accepts long runs whole, which is only learnt by drafting deep; once tried,
+        the counts decide."""
         base = prior.rates(k) if prior is not None else None
         out: list[float] = []
         rate = base[0] if base else _PRIOR_P
@@ -122,6 +125,8 @@ class DepthAcceptance:
                 rate = (self.hits[i] + _PRIOR * b) / (self.reached[i] + _PRIOR)
             elif base is not None and prior is not None and prior.reached[i]:
                 rate = base[i]
+            elif i > 0:
+                rate = max(rate, _UNTRIED_P)  # nobody went this deep: assume the run goes on
             out.append(rate)
         return out
 

@@ -33,8 +33,10 @@ def models_dir(root: Path) -> Path:
 
 def needs(root: Path) -> dict[str, int]:
     catalog = scan(root, root / "models.toml", Defaults(4096, 4, 300))
+    # as the server counts them: the output rows of the default speculation included
     return {e.id: estimate(e.file, n_ctx=e.n_ctx, parallel=e.parallel, n_batch=e.n_batch,
-                           n_ubatch=e.n_batch).total for e in catalog}
+                           n_ubatch=e.n_batch, draft_outputs=e.speculative.max).total
+            for e in catalog}
 
 
 def chat(server: Server, model: str, tokens: int = 4, timeout: float = 120,
