@@ -35,6 +35,7 @@ CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_
 SpecType = Literal["ngram", "draft", "off"]
 SpecBudget = Literal["auto", "always"]
 SPEC_MAX = 64
+DRAFT_MAX = 8  # the default `max` of a draft model's speculation
 
 
 class SpecConfig(BaseModel):
@@ -96,11 +97,16 @@ class ModelConfig(BaseModel):
 
     @property
     def spec(self) -> SpecConfig:
-        if self.speculative is not None:
-            return self.speculative
-        # n-gram lookup by default (max 8, budget auto: it drafts only where the measured
-        # step cost says it pays, docs/benchmarks.md); a draft model when one is named
-        return SpecConfig(type="draft" if self.draft else "ngram")
+        spec = self.speculative
+        if spec is None:
+            # n-gram lookup by default (max 64, budget auto: it drafts only where the measured
+            # step cost says it pays, docs/benchmarks.md); a draft model when one is named
+            spec = SpecConfig(type="draft" if self.draft else "ngram")
+        if spec.type == "draft" and "max" not in spec.model_fields_set:
+            # each draft token costs the draft model a decode of its own, which the step
+            # cost does not see: a draft model drafts at most 8 unless told otherwise
+            spec = spec.model_copy(update={"max": DRAFT_MAX})
+        return spec
 
 
 class ModelsFileError(Exception):

@@ -23,10 +23,14 @@ def test_defaults_ngram_auto_or_draft(tmp_path: Path) -> None:
         '[models.a]\npath = "a.gguf"\n'
         '[models.b]\npath = "b.gguf"\ndraft = "a"\n'
         '[models.c]\npath = "c.gguf"\nspeculative = {type = "off"}\n'
+        '[models.d]\npath = "d.gguf"\ndraft = "a"\nspeculative = {type = "draft"}\n'
+        '[models.e]\npath = "e.gguf"\ndraft = "a"\nspeculative = {type = "draft", max = 20}\n'
     )))
     assert configs["a"].spec == SpecConfig(type="ngram", max=64, budget="auto")
-    assert configs["b"].spec == SpecConfig(type="draft", max=64)
+    assert configs["b"].spec == SpecConfig(type="draft", max=8)  # a draft model: 8
     assert configs["c"].spec == SpecConfig(type="off", max=64)
+    assert configs["d"].spec == SpecConfig(type="draft", max=8)
+    assert configs["e"].spec == SpecConfig(type="draft", max=20)
 
 
 @pytest.mark.parametrize("table", [
