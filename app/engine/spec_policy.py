@@ -23,7 +23,7 @@ _TRUST = 3  # measurements of a size before its own figure is believed over its 
 _STALE = 4096
 _PRIOR = 2.0  # weight, in drafts, of the prior acceptance of a depth never tried
 _PRIOR_P = 0.6  # prior acceptance rate of a first draft token
-_UNTRIED_P = 0.98  # of a deeper one that no draft has reached yet (optimism: it is tried)
+_UNTRIED_P = 0.9  # of a deeper one that no draft has reached yet (optimism: it is tried)
 
 
 class StepCost:
