@@ -13,7 +13,8 @@ import psutil
 import pytest
 
 from app.catalog.catalog import Defaults, scan
-from app.scheduler.estimate import estimate
+from app.factory import estimate_entry
+from app.hardware.choice import BackendChoice
 from tests.conftest import GEMMA, GEMMA_TEMPLATE, SMOLLM, _require
 from tests.e2e.server import Server, halo_server
 
@@ -32,11 +33,10 @@ def models_dir(root: Path) -> Path:
 
 
 def needs(root: Path) -> dict[str, int]:
+    """Each model's memory as the server counts it (on this machine's CPU backend)."""
     catalog = scan(root, root / "models.toml", Defaults(4096, 4, 300))
-    # as the server counts them: the output rows of the default speculation included
-    return {e.id: estimate(e.file, n_ctx=e.n_ctx, parallel=e.parallel, n_batch=e.n_batch,
-                           n_ubatch=e.n_batch, draft_outputs=e.speculative.max).total
-            for e in catalog}
+    cpu = BackendChoice(backend="cpu", n_gpu_layers=0, use_mmap=True, flash_attn=False)
+    return {e.id: estimate_entry(cpu, e).total for e in catalog}
 
 
 def chat(server: Server, model: str, tokens: int = 4, timeout: float = 120,
