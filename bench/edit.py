@@ -2,8 +2,12 @@
 
 One stream at a time, greedy (temperature 0), exactly `max_tokens` (256) new tokens. Most of
 the answer is a copy of the prompt, which is what n-gram (prompt lookup) speculation is for.
-Each configuration's text is compared with plain greedy decoding of the same server: a
-speculative configuration must produce the identical text.
+Every turn asks for another change (a different variable renamed), the same one of every
+configuration, and the warm-up for yet another: a proposer that remembers earlier answers
+(llama.cpp's ngram-mod keeps one n-gram table for all requests) would otherwise be recalling
+the answer to the very same request, not drafting a new one. Each configuration's text is
+compared, change by change, with plain greedy decoding of the same server: a speculative
+configuration must produce the identical text.
 """
 
 from __future__ import annotations
@@ -81,11 +85,21 @@ def summarize_orders(orders, tax_rate=0.2, discount_codes=None):
         "skipped": len(skipped),
     }
 '''
-PROMPT = (
-    "Here is a Python function:\n\n```python\n" + FUNCTION + "```\n\n"
-    "Return the whole function unchanged except for one change: rename the variable "
-    "`subtotal` to `net`. Reply with the code only."
-)
+# (old name, new name): the warm-up's, then one per turn (cycled)
+WARM_UP_RENAME = ("skipped", "ignored")
+RENAMES = [("subtotal", "net"), ("per_customer", "by_customer"), ("amount", "charge"),
+           ("per_product", "by_product"), ("best_customer", "top_customer"),
+           ("quantity", "count"), ("entry", "record"), ("line", "line_total")]
+
+
+def prompt(rename: tuple[str, str]) -> str:
+    old, new = rename
+    return ("Here is a Python function:\n\n```python\n" + FUNCTION + "```\n\n"
+            "Return the whole function unchanged except for one change: rename the variable "
+            f"`{old}` to `{new}`. Reply with the code only.")
+
+
+PROMPT = prompt(RENAMES[0])
 MAX_TOKENS = 256
 
 
@@ -133,14 +147,14 @@ class EditResult:
         return None if not values else values[len(values) // 2]
 
     @property
-    def text(self) -> str | None:
-        texts = {r.text for r in self.ok}
-        return texts.pop() if len(texts) == 1 else None  # None: runs disagree (or none)
+    def texts(self) -> list[str | None]:
+        """The text of every turn (None where the run failed)."""
+        return [r.text if r.error is None else None for r in self.runs]
 
 
-async def edit_once(workload: Workload, extra: dict[str, Any]) -> EditRun:
+async def edit_once(workload: Workload, extra: dict[str, Any], text: str = PROMPT) -> EditRun:
     run = EditRun()
-    body = workload.body(PROMPT)
+    body = workload.body(text)
     body.update(extra)
     start = time.perf_counter()
     first: float | None = None
@@ -186,14 +200,6 @@ async def edit_once(workload: Workload, extra: dict[str, Any]) -> EditRun:
     return run
 
 
-async def run_edit(workload: Workload, name: str, extra: dict[str, Any],
-                   runs: int) -> EditResult:
-    result = EditResult(name)
-    for _ in range(runs):
-        result.runs.append(await edit_once(workload, extra))
-    return result
-
-
 @dataclass
 class _Config:
     """One server and one request body of the editing workload."""
@@ -225,14 +231,16 @@ def bench_edit_servers(specs: list[servers.ServerSpec], model: Path, runs: int, 
             started.append(server)
             workload = Workload(server.base_url, servers.MODEL_ID, MAX_TOKENS,
                                 spec.extra_body(MAX_TOKENS))
-            run_async(run_edit(workload, "warm-up", {}, 1))  # and the prompt is cached
+            run_async(edit_once(workload, {}, prompt(WARM_UP_RENAME)))  # function text cached
             for variant, body in spec.edit_bodies.items():
                 name = f"{spec.label or spec.name} {variant}".strip()
                 configs.append(_Config(spec, workload, body, EditResult(name)))
         for turn in range(runs):
             shift = turn % len(configs) if configs else 0
+            text = prompt(RENAMES[turn % len(RENAMES)])
             for config in configs[shift:] + configs[:shift]:
-                config.result.runs.append(run_async(edit_once(config.workload, config.body)))
+                config.result.runs.append(
+                    run_async(edit_once(config.workload, config.body, text)))
         for config in configs:
             _record(config, records)
     finally:
@@ -246,7 +254,7 @@ def _record(config: _Config, records: list[dict[str, Any]]) -> None:
                               "runs": [r.to_json() for r in result.runs],
                               "decode_tokens_per_second":
                                   result.median("decode_tokens_per_second"),
-                              "ttft": result.median("ttft"), "text": result.text}
+                              "ttft": result.median("ttft"), "texts": result.texts}
     records.append(record)
     errors = [r.error for r in result.runs if r.error]
     print(f"    {result.name}: decode {_fmt(record['decode_tokens_per_second'])} tok/s, "
@@ -263,9 +271,9 @@ REFERENCES = {"halo": "halo no speculation", "llama-server": "llama-server"}
 
 
 def edit_table(records: list[dict[str, Any]]) -> str:
-    """Markdown table: decode speed, TTFT, and whether the text is plain greedy's (halo's
-    configurations against halo without speculation, llama-server's against plain
-    llama-server)."""
+    """Markdown table: decode speed, TTFT, and in how many turns the text is plain greedy's
+    (halo's configurations against halo without speculation, llama-server's against plain
+    llama-server; each turn asks for another change)."""
     ok = {r["name"]: r for r in records if r["status"] == "ok"}
     halo_plain = ok.get(REFERENCES["halo"])
     base = halo_plain["decode_tokens_per_second"] if halo_plain else None
@@ -277,14 +285,15 @@ def edit_table(records: list[dict[str, Any]]) -> str:
             continue
         ref_name = REFERENCES["halo" if r["server"] == "halo" else "llama-server"]
         ref = ok.get(ref_name)
-        if r["text"] is None:
-            same = "runs differ"
-        elif r["name"] == ref_name:
+        if r["name"] == ref_name:
             same = "(reference)"
-        elif ref is None or ref["text"] is None:
+        elif ref is None:
             same = "no reference"
         else:
-            same = "yes" if r["text"] == ref["text"] else "NO"
+            pairs = [(a, b) for a, b in zip(r["texts"], ref["texts"], strict=False)
+                     if a is not None and b is not None]
+            equal = sum(a == b for a, b in pairs)
+            same = ("yes" if pairs and equal == len(pairs) else "NO") + f" ({equal}/{len(pairs)})"
         speed = r["decode_tokens_per_second"]
         ratio = "-" if speed is None or not base else f"{speed / base:.2f}"
         lines.append(f"| {r['name']} | {_fmt(speed)} | {_fmt(r['ttft'], 3)} | {ratio} | {same} |")

@@ -432,6 +432,8 @@ class DecodeLoop:
         )
 
     def _release_choice(self, ch: Choice) -> None:
+        if ch.spec is not None:  # (once: a choice is released when it ends or is dropped)
+            self.spec.ended(ch.spec)
         ch.done = True
         ch.sampler.free()
         ch.slot.busy = False

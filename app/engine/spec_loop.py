@@ -12,7 +12,7 @@ from app.engine.jobs import Choice
 from app.engine.model import LlamaModel
 from app.engine.schema import GenerateRequest, WorkerSpec
 from app.engine.spec_policy import DepthAcceptance, StepCost, Wanting, allocate
-from app.engine.speculative import SpecState, verify_drafts
+from app.engine.speculative import RecentOutputs, SpecState, verify_drafts
 
 
 class Speculator:
@@ -29,6 +29,8 @@ class Speculator:
         self.step_cost = StepCost()  # decode wall time per batch size
         # acceptance per draft depth over all the worker's sequences: a new one starts there
         self.pooled = DepthAcceptance(self.cap)
+        # what the worker's requests generated lately, for n-gram lookups of later ones
+        self.recent = RecentOutputs()
 
     def close(self) -> None:
         if self.drafter is not None:
@@ -61,15 +63,18 @@ class Speculator:
                 continue
             spec.drafts = []
             # never propose past the choice's token limit (so never past the context)
-            k = min(spec.length.want(), ch.limit - ch.generated - 1)
-            if k <= 0:
-                continue
+            room_ch = ch.limit - ch.generated - 1
             # n-gram lookups are cheap: look first, so that only real drafts are costed
-            proposal = spec.index.propose(k) if spec.index is not None else None
-            if proposal is not None and not proposal:
-                continue
+            if spec.index is not None:
+                proposal: list[int] | None = spec.ngram_proposal(room_ch, self.recent)
+                if not proposal:
+                    continue
+                k = len(proposal)
+            else:
+                proposal, k = None, min(spec.length.want(), room_ch)
+                if k <= 0:
+                    continue
             offers.append((ch, spec, proposal))
-            k = k if proposal is None else len(proposal)
             wanting.append(Wanting(spec.depth.gains(k, self.pooled)))
         # budget "always": every offer in full (while there is room); the others as far as
         # the measured step cost says they pay
@@ -133,3 +138,7 @@ class Speculator:
             self.model.seq_rm(slot.seq, len(slot.tokens))  # KV of the rejected drafts
         spec.record(len(drafts), accepted, self.pooled)
         spec.drafts = []
+
+    def ended(self, spec: SpecState) -> None:
+        """A choice ended: keep what it generated for later requests' lookups."""
+        self.recent.add(spec.generated())

@@ -26,9 +26,10 @@ from collections.abc import Callable, Sequence
 from app.engine.spec_policy import DepthAcceptance
 
 _KEY = 3  # n-gram length looked up
-_MAX_MATCH = 32  # longest match length worth measuring
+_MAX_MATCH = 64  # longest match length worth measuring
 _CANDIDATES = 16  # most recent occurrences of a key compared
 _SHIFT = 20  # bits per token in a key (vocabularies up to 2**20 ids)
+_RECENT = 16384  # generated tokens of recent requests kept for lookups (about 200 KB)
 
 
 class NgramIndex:
@@ -36,7 +37,9 @@ class NgramIndex:
 
     `propose(k)` finds earlier occurrences of the history's last 3 tokens, keeps the one
     whose match extends furthest back (the most recent on ties) and returns up to `k`
-    tokens that followed it.
+    tokens that followed it; `lookup(k)` also says how far back the match reaches (at most
+    `_MAX_MATCH` tokens), and `match(query, k)` does the same for the end of another
+    history (a sequence looking up what earlier requests produced).
     """
 
     def __init__(self, tokens: Sequence[int] = ()) -> None:
@@ -44,17 +47,13 @@ class NgramIndex:
         self._ends: dict[int, list[int]] = {}
         self.extend(tokens)
 
-    def _key(self, end: int) -> int:
-        t = self.tokens
-        return (((t[end - 2] << _SHIFT) | t[end - 1]) << _SHIFT) | t[end]
-
     def extend(self, tokens: Sequence[int]) -> None:
         t = self.tokens
         start = len(t)
         t.extend(tokens)
         ends = self._ends
         for end in range(max(start, _KEY - 1), len(t)):
-            key = self._key(end)
+            key = _key(t, end)
             found = ends.get(key)
             if found is None:
                 ends[key] = [end]
@@ -65,25 +64,58 @@ class NgramIndex:
         self.extend((token,))
 
     def propose(self, k: int) -> list[int]:
+        return self.lookup(k)[0]
+
+    def lookup(self, k: int) -> tuple[list[int], int]:
+        """Up to `k` proposed tokens and the length of the match they continue."""
+        return self.match(self.tokens, k)
+
+    def match(self, query: Sequence[int], k: int) -> tuple[list[int], int]:
+        """Up to `k` tokens that followed the longest match of the end of `query` here (not
+        counting the end of this history itself) and the length of that match."""
         t = self.tokens
-        last = len(t) - 1
+        last = len(query) - 1
         if k <= 0 or last < _KEY:
-            return []
-        ends = self._ends.get(self._key(last))
+            return [], 0
+        ends = self._ends.get(_key(query, last))
         if ends is None:
-            return []
+            return [], 0
         best_len, best_end = 0, -1
+        limit = len(t) - 1  # a match must have a continuation
         for end in reversed(ends[-_CANDIDATES - 1 :]):
-            if end >= last:
+            if end >= limit:
                 continue
             n = _KEY
-            while n < _MAX_MATCH and end - n >= 0 and t[end - n] == t[last - n]:
+            while n < _MAX_MATCH and end - n >= 0 and n <= last and t[end - n] == query[last - n]:
                 n += 1
             if n > best_len:
                 best_len, best_end = n, end
         if best_end < 0:
-            return []
-        return t[best_end + 1 : best_end + 1 + k]
+            return [], 0
+        return t[best_end + 1 : best_end + 1 + k], best_len
+
+
+def _key(t: Sequence[int], end: int) -> int:
+    return (((t[end - 2] << _SHIFT) | t[end - 1]) << _SHIFT) | t[end]
+
+
+class RecentOutputs:
+    """The generated tokens of a worker's latest requests (at most `size`), indexed: a
+    request often produces what an earlier one did (a retry, another choice, the same file
+    rewritten again), which its own prompt cannot propose."""
+
+    def __init__(self, size: int = _RECENT) -> None:
+        self.size = size
+        self.index = NgramIndex()
+
+    def add(self, tokens: Sequence[int]) -> None:
+        if len(tokens) < _KEY + 2:
+            return
+        tokens = tokens[-self.size:]
+        have = self.index.tokens
+        if len(have) + len(tokens) > 2 * self.size:  # re-index the newest `size` tokens
+            self.index = NgramIndex(have[len(have) - (self.size - len(tokens)):])
+        self.index.extend(tokens)
 
 
 def verify_drafts(
@@ -188,8 +220,8 @@ class DraftLength:
 class SpecState:
     """Speculation state of one choice: its proposer, draft length and counters."""
 
-    __slots__ = ("kind", "always", "length", "depth", "index", "drafts", "draft_idx",
-                 "proposed", "accepted")
+    __slots__ = ("kind", "always", "length", "depth", "index", "n_prompt", "drafts",
+                 "draft_idx", "proposed", "accepted")
 
     def __init__(self, kind: str, k_max: int, history: Sequence[int], *,
                  always: bool = False) -> None:
@@ -198,10 +230,30 @@ class SpecState:
         self.length = DraftLength(k_max)
         self.depth = DepthAcceptance(k_max)
         self.index = NgramIndex(history) if kind == "ngram" else None
+        self.n_prompt = len(history)
         self.drafts: list[int] = []  # proposed for the current step
         self.draft_idx = -1  # batch index of the first draft
         self.proposed = 0
         self.accepted = 0
+
+    def ngram_proposal(self, room: int, recent: RecentOutputs | None = None) -> list[int]:
+        """This step's n-gram drafts: as many as the draft length says (none while it
+        backs off, at most `room`), continuing the longer match of the sequence's own
+        history and of recent requests' outputs (its own on a tie)."""
+        assert self.index is not None
+        k = min(self.length.want(), room)
+        if k <= 0:
+            return []
+        proposal, match = self.index.lookup(k)
+        if recent is not None:
+            other, longer = recent.index.match(self.index.tokens, k)
+            if longer > match:
+                proposal = other
+        return proposal
+
+    def generated(self) -> list[int]:
+        """The tokens this choice generated (n-gram speculation only)."""
+        return [] if self.index is None else self.index.tokens[self.n_prompt:]
 
     def record(self, proposed: int, accepted: int,
                pooled: DepthAcceptance | None = None) -> None:

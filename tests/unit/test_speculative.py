@@ -12,7 +12,14 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from app.engine.speculative import DraftLength, NgramIndex, accept_reject, verify_drafts
+from app.engine.speculative import (
+    DraftLength,
+    NgramIndex,
+    RecentOutputs,
+    SpecState,
+    accept_reject,
+    verify_drafts,
+)
 
 # A tiny "model": 4 tokens, the next-token distribution depends on the previous token.
 TARGET = [
@@ -177,6 +184,52 @@ def test_ngram_prefers_the_most_recent_match_on_ties_and_handles_no_match() -> N
 def test_ngram_continuation_may_run_into_the_current_end() -> None:
     index = NgramIndex([4, 4, 4, 4, 4])
     assert index.propose(8) == [4]
+
+
+def test_ngram_lookup_reports_the_match_length() -> None:
+    index = NgramIndex([1, 2, 3, 4, 5, 6, 9, 2, 3, 4, 7, 8, 0, 1, 2, 3, 4])
+    assert index.lookup(2) == ([5, 6], 4)  # "1 2 3 4" matched, 4 tokens
+    assert NgramIndex([1, 2, 3, 4]).lookup(2) == ([], 0)
+
+
+def test_ngram_match_looks_up_the_end_of_another_history() -> None:
+    earlier = NgramIndex([10, 11, 12, 13, 14, 15, 16, 12, 13, 14, 17])
+    # the query ends with 11 12 13 14: the first occurrence matches 4 tokens, the second 3
+    assert earlier.match([99, 11, 12, 13, 14], 3) == ([15, 16, 12], 4)
+    assert earlier.match([98, 99, 12, 13, 14], 2) == ([17], 3)  # most recent on a tie
+    assert earlier.match([12, 13, 14, 17], 4) == ([], 0), "the history's end has no continuation"
+    assert earlier.match([5, 6, 7, 8], 4) == ([], 0)
+    assert earlier.match([12, 13], 4) == ([], 0), "too short to look up"
+
+
+def test_recent_outputs_keep_the_newest_tokens_within_bounds() -> None:
+    recent = RecentOutputs(size=100)
+    recent.add([1, 2, 3])  # too short to be worth indexing
+    assert recent.index.tokens == []
+    for start in range(0, 1000, 40):
+        recent.add(list(range(start, start + 40)))
+        assert len(recent.index.tokens) <= 200
+    assert recent.index.tokens[-40:] == list(range(960, 1000))
+    assert recent.index.match([0, 961, 962, 963], 2) == ([964, 965], 3)
+    assert recent.index.match([0, 1, 2, 3], 2) == ([], 0), "old outputs were dropped"
+    recent.add(list(range(5000, 5300)))  # longer than the whole memory: its newest part
+    assert recent.index.tokens == list(range(5200, 5300))
+
+
+def test_a_proposal_continues_the_longer_of_the_own_and_the_recent_match() -> None:
+    recent = RecentOutputs()
+    recent.add([7, 1, 2, 3, 4, 8, 9, 10])  # an earlier answer: "1 2 3 4" went on with 8 9 10
+    state = SpecState("ngram", 8, [5, 2, 3, 4, 6, 6, 6, 1, 2, 3, 4])
+    # own history: "2 3 4" then 6 (match of 3); the earlier answer: "1 2 3 4" (match of 4)
+    assert state.ngram_proposal(8, recent) == [8, 9, 10]
+    assert state.ngram_proposal(8) == [6, 6, 6, 1]  # without it: the own history (k = 4)
+    tie = RecentOutputs()
+    tie.add([0, 2, 3, 4, 9, 9])
+    assert state.ngram_proposal(8, tie) == [6, 6, 6, 1], "the own history on a tie"
+    assert state.generated() == []
+    assert state.index is not None
+    state.index.extend([8, 9])
+    assert state.generated() == [8, 9]
 
 
 def test_draft_length_grows_shrinks_and_backs_off() -> None:
