@@ -2,12 +2,16 @@
 
 One stream at a time, greedy (temperature 0), exactly `max_tokens` (256) new tokens. Most of
 the answer is a copy of the prompt, which is what n-gram (prompt lookup) speculation is for.
-Every turn asks for another change (a different variable renamed), the same one of every
-configuration, and the warm-up for yet another: a proposer that remembers earlier answers
-(llama.cpp's ngram-mod keeps one n-gram table for all requests) would otherwise be recalling
-the answer to the very same request, not drafting a new one. Each configuration's text is
-compared, change by change, with plain greedy decoding of the same server: a speculative
-configuration must produce the identical text.
+Two scenarios, every configuration the same requests in each turn:
+
+* `new`: every turn asks for another change (a different variable renamed) than any request
+  before it: drafting an answer nobody has seen;
+* `same`: every turn repeats the warm-up's request: a proposer that remembers earlier
+  answers (llama.cpp's ngram-mod keeps one n-gram table for all requests, halo the worker's
+  recent outputs) recalls the answer; this was the only scenario before.
+
+Each configuration's text is compared, turn by turn, with plain greedy decoding of the same
+server: a speculative configuration must produce the identical text.
 """
 
 from __future__ import annotations
@@ -85,11 +89,17 @@ def summarize_orders(orders, tax_rate=0.2, discount_codes=None):
         "skipped": len(skipped),
     }
 '''
-# (old name, new name): the warm-up's, then one per turn (cycled)
-WARM_UP_RENAME = ("skipped", "ignored")
-RENAMES = [("subtotal", "net"), ("per_customer", "by_customer"), ("amount", "charge"),
+# (old name, new name): the warm-up's (and every request of the `same` scenario), then one
+# per turn of the `new` scenario (cycled)
+WARM_UP_RENAME = ("subtotal", "net")
+RENAMES = [("per_customer", "by_customer"), ("amount", "charge"), ("skipped", "ignored"),
            ("per_product", "by_product"), ("best_customer", "top_customer"),
            ("quantity", "count"), ("entry", "record"), ("line", "line_total")]
+SCENARIOS = ("new", "same")
+
+
+def turn_prompt(scenario: str, turn: int) -> str:
+    return prompt(WARM_UP_RENAME if scenario == "same" else RENAMES[turn % len(RENAMES)])
 
 
 def prompt(rename: tuple[str, str]) -> str:
@@ -99,7 +109,7 @@ def prompt(rename: tuple[str, str]) -> str:
             f"`{old}` to `{new}`. Reply with the code only.")
 
 
-PROMPT = prompt(RENAMES[0])
+PROMPT = prompt(WARM_UP_RENAME)
 MAX_TOKENS = 256
 
 
@@ -129,9 +139,10 @@ class EditRun:
 
 @dataclass
 class EditResult:
-    """Runs of one configuration (a server and a request body)."""
+    """Runs of one configuration (a server and a request body) in one scenario."""
 
     name: str
+    scenario: str = "new"
     runs: list[EditRun] = field(default_factory=list)
 
     @property
@@ -231,14 +242,15 @@ def bench_edit_servers(specs: list[servers.ServerSpec], model: Path, runs: int, 
             started.append(server)
             workload = Workload(server.base_url, servers.MODEL_ID, MAX_TOKENS,
                                 spec.extra_body(MAX_TOKENS))
-            run_async(edit_once(workload, {}, prompt(WARM_UP_RENAME)))  # function text cached
+            run_async(edit_once(workload, {}, PROMPT))  # the `same` scenario's request
             for variant, body in spec.edit_bodies.items():
                 name = f"{spec.label or spec.name} {variant}".strip()
-                configs.append(_Config(spec, workload, body, EditResult(name)))
+                for scenario in SCENARIOS:
+                    configs.append(_Config(spec, workload, body, EditResult(name, scenario)))
         for turn in range(runs):
             shift = turn % len(configs) if configs else 0
-            text = prompt(RENAMES[turn % len(RENAMES)])
             for config in configs[shift:] + configs[:shift]:
+                text = turn_prompt(config.result.scenario, turn)
                 config.result.runs.append(
                     run_async(edit_once(config.workload, config.body, text)))
         for config in configs:
@@ -250,14 +262,16 @@ def bench_edit_servers(specs: list[servers.ServerSpec], model: Path, runs: int, 
 
 def _record(config: _Config, records: list[dict[str, Any]]) -> None:
     result = config.result
-    record: dict[str, Any] = {"server": config.spec.name, "name": result.name, "status": "ok",
+    record: dict[str, Any] = {"server": config.spec.name, "name": result.name,
+                              "scenario": result.scenario, "status": "ok",
                               "runs": [r.to_json() for r in result.runs],
                               "decode_tokens_per_second":
                                   result.median("decode_tokens_per_second"),
                               "ttft": result.median("ttft"), "texts": result.texts}
     records.append(record)
     errors = [r.error for r in result.runs if r.error]
-    print(f"    {result.name}: decode {_fmt(record['decode_tokens_per_second'])} tok/s, "
+    speed = _fmt(record["decode_tokens_per_second"])
+    print(f"    {result.name} ({result.scenario}): decode {speed} tok/s, "
           f"TTFT {_fmt(record['ttft'], 3)} s, tokens "
           f"{sorted({r.tokens for r in result.ok}, key=str)}, errors {len(errors)}"
           + (f" ({errors[0]})" if errors else ""), flush=True)
@@ -271,30 +285,37 @@ REFERENCES = {"halo": "halo no speculation", "llama-server": "llama-server"}
 
 
 def edit_table(records: list[dict[str, Any]]) -> str:
-    """Markdown table: decode speed, TTFT, and in how many turns the text is plain greedy's
-    (halo's configurations against halo without speculation, llama-server's against plain
-    llama-server; each turn asks for another change)."""
-    ok = {r["name"]: r for r in records if r["status"] == "ok"}
-    halo_plain = ok.get(REFERENCES["halo"])
-    base = halo_plain["decode_tokens_per_second"] if halo_plain else None
-    lines = ["| configuration | decode tok/s (median) | TTFT (s) | x halo without speculation "
-             "| output = plain greedy |", "| --- | ---: | ---: | ---: | --- |"]
+    """Markdown table per scenario: decode speed, TTFT, and in how many turns the text is
+    plain greedy's (halo's configurations against halo without speculation, llama-server's
+    against plain llama-server, in the same scenario)."""
+    lines = ["| scenario | configuration | decode tok/s (median) | TTFT (s) "
+             "| x halo without speculation | x own plain | output = plain greedy |",
+             "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
     for r in records:
         if r["status"] != "ok":
-            lines.append(f"| {r['name']} | FAILED | | | {str(r.get('error'))[:80]} |")
-            continue
-        ref_name = REFERENCES["halo" if r["server"] == "halo" else "llama-server"]
-        ref = ok.get(ref_name)
-        if r["name"] == ref_name:
-            same = "(reference)"
-        elif ref is None:
-            same = "no reference"
-        else:
-            pairs = [(a, b) for a, b in zip(r["texts"], ref["texts"], strict=False)
-                     if a is not None and b is not None]
-            equal = sum(a == b for a, b in pairs)
-            same = ("yes" if pairs and equal == len(pairs) else "NO") + f" ({equal}/{len(pairs)})"
-        speed = r["decode_tokens_per_second"]
-        ratio = "-" if speed is None or not base else f"{speed / base:.2f}"
-        lines.append(f"| {r['name']} | {_fmt(speed)} | {_fmt(r['ttft'], 3)} | {ratio} | {same} |")
+            lines.append(f"| | {r['name']} | FAILED | | | | {str(r.get('error'))[:80]} |")
+    for scenario in SCENARIOS:
+        rows = [r for r in records if r["status"] == "ok" and r.get("scenario") == scenario]
+        ok = {r["name"]: r for r in rows}
+        halo_plain = ok.get(REFERENCES["halo"])
+        base = halo_plain["decode_tokens_per_second"] if halo_plain else None
+        for r in rows:
+            ref_name = REFERENCES["halo" if r["server"] == "halo" else "llama-server"]
+            ref = ok.get(ref_name)
+            if r["name"] == ref_name:
+                same = "(reference)"
+            elif ref is None:
+                same = "no reference"
+            else:
+                pairs = [(a, b) for a, b in zip(r["texts"], ref["texts"], strict=False)
+                         if a is not None and b is not None]
+                equal = sum(a == b for a, b in pairs)
+                verdict = "yes" if pairs and equal == len(pairs) else "NO"
+                same = f"{verdict} ({equal}/{len(pairs)})"
+            speed = r["decode_tokens_per_second"]
+            ratio = "-" if speed is None or not base else f"{speed / base:.2f}"
+            own = ref["decode_tokens_per_second"] if ref is not None else None
+            own_ratio = "-" if speed is None or not own else f"{speed / own:.2f}"
+            lines.append(f"| {scenario} | {r['name']} | {_fmt(speed)} | {_fmt(r['ttft'], 3)} "
+                         f"| {ratio} | {own_ratio} | {same} |")
     return "\n".join(lines)
