@@ -30,7 +30,9 @@ class Speculator:
         # acceptance per draft depth over all the worker's sequences: a new one starts there
         self.pooled = DepthAcceptance(self.cap)
         # what the worker's requests generated lately, for n-gram lookups of later ones
+        # (drafts recalled from there have acceptance rates of their own)
         self.recent = RecentOutputs()
+        self.pooled_recalled = DepthAcceptance(self.cap)
 
     def close(self) -> None:
         if self.drafter is not None:
@@ -75,7 +77,7 @@ class Speculator:
                 if k <= 0:
                     continue
             offers.append((ch, spec, proposal))
-            wanting.append(Wanting(spec.depth.gains(k, self.pooled)))
+            wanting.append(Wanting(spec.acceptance().gains(k, self._pool(spec))))
         # budget "always": every offer in full (while there is room); the others as far as
         # the measured step cost says they pay
         given: list[int] = []
@@ -136,8 +138,11 @@ class Speculator:
         slot.tokens.extend(drafts[:accepted])
         if accepted < len(drafts):
             self.model.seq_rm(slot.seq, len(slot.tokens))  # KV of the rejected drafts
-        spec.record(len(drafts), accepted, self.pooled)
+        spec.record(len(drafts), accepted, self._pool(spec))
         spec.drafts = []
+
+    def _pool(self, spec: SpecState) -> DepthAcceptance:
+        return self.pooled_recalled if spec.recalled else self.pooled
 
     def ended(self, spec: SpecState) -> None:
         """A choice ended: keep what it generated for later requests' lookups."""

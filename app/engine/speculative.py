@@ -218,10 +218,16 @@ class DraftLength:
 
 
 class SpecState:
-    """Speculation state of one choice: its proposer, draft length and counters."""
+    """Speculation state of one choice: its proposer, draft length and counters.
 
-    __slots__ = ("kind", "always", "length", "depth", "index", "n_prompt", "drafts",
-                 "draft_idx", "proposed", "accepted")
+    Acceptance per draft depth is counted per source of the drafts: the sequence's own
+    history, or recent requests' outputs (`recalled`), each shrunk towards its worker's
+    pooled rates of that source. A recalled answer to the same request is accepted whole,
+    another story's phrase soon fails: one rate for both would have the budget draft the
+    latter at 8 streams, where a draft must be nearly certain to pay."""
+
+    __slots__ = ("kind", "always", "length", "depth", "recalled_depth", "recalled", "index",
+                 "n_prompt", "drafts", "draft_idx", "proposed", "accepted")
 
     def __init__(self, kind: str, k_max: int, history: Sequence[int], *,
                  always: bool = False) -> None:
@@ -229,6 +235,8 @@ class SpecState:
         self.always = always  # draft whenever there is a proposal, whatever it costs
         self.length = DraftLength(k_max)
         self.depth = DepthAcceptance(k_max)
+        self.recalled_depth = DepthAcceptance(k_max)
+        self.recalled = False  # the current drafts come from recent requests' outputs
         self.index = NgramIndex(history) if kind == "ngram" else None
         self.n_prompt = len(history)
         self.drafts: list[int] = []  # proposed for the current step
@@ -241,6 +249,7 @@ class SpecState:
         backs off, at most `room`), continuing the longer match of the sequence's own
         history and of recent requests' outputs (its own on a tie)."""
         assert self.index is not None
+        self.recalled = False
         k = min(self.length.want(), room)
         if k <= 0:
             return []
@@ -248,8 +257,12 @@ class SpecState:
         if recent is not None:
             other, longer = recent.index.match(self.index.tokens, k)
             if longer > match:
-                proposal = other
+                proposal, self.recalled = other, True
         return proposal
+
+    def acceptance(self) -> DepthAcceptance:
+        """The per-depth acceptance of the current drafts' source."""
+        return self.recalled_depth if self.recalled else self.depth
 
     def generated(self) -> list[int]:
         """The tokens this choice generated (n-gram speculation only)."""
@@ -257,9 +270,10 @@ class SpecState:
 
     def record(self, proposed: int, accepted: int,
                pooled: DepthAcceptance | None = None) -> None:
+        """Count a verified draft (in `pooled` too: the worker's rates of the same source)."""
         if pooled is not None:
             pooled.record(proposed, accepted)
         self.proposed += proposed
         self.accepted += accepted
         self.length.update(proposed, accepted)
-        self.depth.record(proposed, accepted)
+        self.acceptance().record(proposed, accepted)

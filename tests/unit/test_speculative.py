@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
+from app.engine.spec_policy import DepthAcceptance
 from app.engine.speculative import (
     DraftLength,
     NgramIndex,
@@ -222,10 +223,19 @@ def test_a_proposal_continues_the_longer_of_the_own_and_the_recent_match() -> No
     state = SpecState("ngram", 8, [5, 2, 3, 4, 6, 6, 6, 1, 2, 3, 4])
     # own history: "2 3 4" then 6 (match of 3); the earlier answer: "1 2 3 4" (match of 4)
     assert state.ngram_proposal(8, recent) == [8, 9, 10]
-    assert state.ngram_proposal(8) == [6, 6, 6, 1]  # without it: the own history (k = 4)
+    assert state.recalled
+    pooled = DepthAcceptance(8)
+    state.record(3, 1, pooled)  # counted as recalled drafts, not as the own history's
+    assert state.recalled_depth.reached[:3] == [1, 1, 0]
+    assert state.depth.reached == [0] * 8
+    assert pooled.reached[:2] == [1, 1]
+    # without it: the own history (2 tokens: the miss halved the draft length)
+    assert state.ngram_proposal(8) == [6, 6]
+    assert not state.recalled
     tie = RecentOutputs()
     tie.add([0, 2, 3, 4, 9, 9])
-    assert state.ngram_proposal(8, tie) == [6, 6, 6, 1], "the own history on a tie"
+    assert state.ngram_proposal(8, tie) == [6, 6], "the own history on a tie"
+    assert not state.recalled
     assert state.generated() == []
     assert state.index is not None
     state.index.extend([8, 9])
