@@ -193,7 +193,10 @@ class DecodeLoop:
             slot = ch.slot
             ch.out_idx = batch.add(ch.last_token, len(slot.tokens), slot.seq, True)
             slot.tokens.append(ch.last_token)
-        if self.spec.cap:
+        # drafts only in a pure decode step: a prompt waiting is what a new request's first
+        # token waits on, and the measured step cost that decides whether drafts pay is
+        # that of steps without prompt tokens
+        if self.spec.cap and not self.prefilling:
             self.spec.add_drafts(batch, [ch for _, ch in active])
         budget = batch.capacity - batch.n
         prefilled: list[Job] = []

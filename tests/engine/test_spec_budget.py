@@ -1,12 +1,14 @@
 """The decode loop drafts only where drafting pays (app/engine/spec_policy.py), with the real
 model in this process: given a CPU-like step cost, 8 n-gram streams of an editing task draft
-nothing after their first step; given a bandwidth-bound cost, they keep drafting. The cost
-curve is fixed here (the loop's own measurements are the timing source being replaced).
+nothing after their first step; given a bandwidth-bound cost, they keep drafting, but not in
+a step that carries another request's prompt. The cost curve is fixed here (the loop's own
+measurements are the timing source being replaced).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -74,3 +76,36 @@ def test_cpu_like_cost_switches_speculation_off_at_8_streams(
     on_cpu = drafted(model, CPU)
     assert sum(f.spec_proposed for f in on_gpu) > 2 * STREAMS
     assert sum(f.spec_proposed for f in on_cpu) == 0
+
+
+def test_no_drafts_while_a_prompt_is_being_processed(
+    model: tuple[LlamaModel, WorkerSpec],
+) -> None:
+    """A prompt chunk and drafts would share a step: the prompt (another request's first
+    token) goes first, and the drafts wait for the next pure decode step."""
+    llama, spec = model
+    for seq in range(STREAMS):
+        llama.seq_rm(seq, -1)
+    events: list[tuple[str, Event]] = []
+    loop = DecodeLoop(llama, replace(spec, n_batch=64), events.extend)
+    loop.spec.step_cost = FixedCost(GPU)
+    loop.submit(chat("edit", EDIT, max_tokens=48, temperature=0, ignore_eos=True))
+    steps: list[tuple[bool, int]] = []  # (a prompt in the step, drafts in the step)
+    submitted = False
+    while not loop.idle:
+        if not submitted and loop.decoding:
+            # a 300-token prompt: prefilled over several steps of 64 tokens
+            loop.submit(chat("long", "word " * 300, max_tokens=4, temperature=0))
+            submitted = True
+        had_prompt = bool(loop.prefilling or loop.queue)
+        decoding = [ch.slot.seq for job in loop.decoding for ch in job.choices]
+        loop.step()
+        seqs = loop.batch.seq_ids()
+        drafts = sum(seqs.count(seq) - 1 for seq in decoding if seq in seqs)
+        steps.append((had_prompt, drafts))
+    loop.batch.free()
+    assert not [e for _, e in events if isinstance(e, Failed)]
+    with_prompt = [d for p, d in steps if p]
+    assert len(with_prompt) >= 4, steps
+    assert sum(with_prompt) == 0, steps
+    assert sum(d for p, d in steps if not p) > 0, "drafting pays on this cost: it drafts"
