@@ -35,11 +35,11 @@ _RECENT = 16384  # generated tokens of recent requests kept for lookups (about 2
 class NgramIndex:
     """Positions of every 3-gram of a token history, for prompt-lookup proposals.
 
-    `propose(k)` finds earlier occurrences of the history's last 3 tokens, keeps the one
+    `lookup(k)` finds earlier occurrences of the history's last 3 tokens, keeps the one
     whose match extends furthest back (the most recent on ties) and returns up to `k`
-    tokens that followed it; `lookup(k)` also says how far back the match reaches (at most
-    `_MAX_MATCH` tokens), and `match(query, k)` does the same for the end of another
-    history (a sequence looking up what earlier requests produced).
+    tokens that followed it and how far back the match reaches (at most `_MAX_MATCH`
+    tokens); `match(query, k)` does the same for the end of another history (a sequence
+    looking up what earlier requests produced).
     """
 
     def __init__(self, tokens: Sequence[int] = ()) -> None:
@@ -62,9 +62,6 @@ class NgramIndex:
 
     def append(self, token: int) -> None:
         self.extend((token,))
-
-    def propose(self, k: int) -> list[int]:
-        return self.lookup(k)[0]
 
     def lookup(self, k: int) -> tuple[list[int], int]:
         """Up to `k` proposed tokens and the length of the match they continue."""

@@ -169,22 +169,22 @@ def test_ngram_proposes_the_continuation_of_the_longest_match() -> None:
     history = [1, 2, 3, 4, 5, 6, 9, 2, 3, 4, 7, 8, 0, 1, 2, 3, 4]
     index = NgramIndex(history)
     # the last 3 tokens (2 3 4) occur twice; "1 2 3 4" at the start matches further back
-    assert index.propose(3) == [5, 6, 9]
+    assert index.lookup(3)[0] == [5, 6, 9]
     index.append(5)
-    assert index.propose(2) == [6, 9]
-    assert index.propose(0) == []
+    assert index.lookup(2)[0] == [6, 9]
+    assert index.lookup(0)[0] == []
 
 
 def test_ngram_prefers_the_most_recent_match_on_ties_and_handles_no_match() -> None:
     index = NgramIndex([7, 1, 2, 3, 4, 8, 1, 2, 3, 5, 9, 1, 2, 3])
-    assert index.propose(2) == [5, 9]
-    assert NgramIndex([1, 2, 3, 4]).propose(4) == []
-    assert NgramIndex([]).propose(4) == []
+    assert index.lookup(2)[0] == [5, 9]
+    assert NgramIndex([1, 2, 3, 4]).lookup(4)[0] == []
+    assert NgramIndex([]).lookup(4)[0] == []
 
 
 def test_ngram_continuation_may_run_into_the_current_end() -> None:
     index = NgramIndex([4, 4, 4, 4, 4])
-    assert index.propose(8) == [4]
+    assert index.lookup(8)[0] == [4]
 
 
 def test_ngram_lookup_reports_the_match_length() -> None:
