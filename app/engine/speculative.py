@@ -251,7 +251,7 @@ class SpecState:
         if k <= 0:
             return []
         proposal, match = self.index.lookup(k)
-        if recent is not None:
+        if recent is not None and match < _MAX_MATCH:  # (no match there can be longer)
             other, longer = recent.index.match(self.index.tokens, k)
             if longer > match:
                 proposal, self.recalled = other, True
