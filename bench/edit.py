@@ -142,16 +142,12 @@ class EditResult:
     """Runs of one configuration (a server and a request body) in one scenario."""
 
     name: str
-    scenario: str = "new"
+    scenario: str
     runs: list[EditRun] = field(default_factory=list)
 
     @property
     def ok(self) -> list[EditRun]:
         return [r for r in self.runs if r.error is None]
-
-    def best(self, key: str) -> float | None:
-        values = [v for r in self.ok if (v := getattr(r, key)) is not None]
-        return None if not values else (max(values) if key.endswith("second") else min(values))
 
     def median(self, key: str) -> float | None:
         values = sorted(v for r in self.ok if (v := getattr(r, key)) is not None)
@@ -163,7 +159,7 @@ class EditResult:
         return [r.text if r.error is None else None for r in self.runs]
 
 
-async def edit_once(workload: Workload, extra: dict[str, Any], text: str = PROMPT) -> EditRun:
+async def edit_once(workload: Workload, extra: dict[str, Any], text: str) -> EditRun:
     run = EditRun()
     body = workload.body(text)
     body.update(extra)
