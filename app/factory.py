@@ -57,8 +57,16 @@ async def _start_worker(spec: WorkerSpec) -> Engine:
     return await EngineClient.start(spec)
 
 
+def cache_types(choice: BackendChoice, entry: ModelEntry) -> tuple[str, str]:
+    """The entry's KV cache (key, value) types: its own, else the backend's; f16 for a model
+    split over nodes, whose devices this box's choice does not describe."""
+    default_k, default_v = ("f16", "f16") if entry.nodes else choice.cache_types
+    return entry.cache_type_k or default_k, entry.cache_type_v or default_v
+
+
 def worker_spec(settings: Settings, choice: BackendChoice, entry: ModelEntry,
                 cpu_variant: str | None = None) -> WorkerSpec:
+    type_k, type_v = cache_types(choice, entry)
     return WorkerSpec(
         model_id=entry.id,
         model_path=entry.path,
@@ -69,8 +77,8 @@ def worker_spec(settings: Settings, choice: BackendChoice, entry: ModelEntry,
         n_gpu_layers=choice.n_gpu_layers,
         use_mmap=choice.use_mmap,
         flash_attn=choice.flash_attn if choice.backend != "cpu" else None,
-        cache_type_k=entry.cache_type_k,
-        cache_type_v=entry.cache_type_v,
+        cache_type_k=type_k,
+        cache_type_v=type_v,
         chat_template=entry.chat_template,
         lib_path=choice.lib_path,
         cpu_variant=cpu_variant,
@@ -88,8 +96,9 @@ def estimate_entry(choice: BackendChoice, entry: ModelEntry) -> MemoryEstimate:
     # embedding mode: a batch holds a whole input (worker: n_batch >= n_ctx)
     n_batch = max(entry.n_batch, entry.n_ctx) if entry.embedding else entry.n_batch
     fa = choice.flash_attn and choice.backend != "cpu"
+    type_k, type_v = cache_types(choice, entry)
     found = estimate(entry.file, n_ctx=entry.n_ctx, parallel=entry.parallel,
-                     cache_type_k=entry.cache_type_k, cache_type_v=entry.cache_type_v,
+                     cache_type_k=type_k, cache_type_v=type_v,
                      n_batch=n_batch, n_ubatch=n_batch, flash_attn=fa,
                      draft_outputs=0 if entry.embedding else entry.speculative.max)
     info = entry.file.info
@@ -98,7 +107,7 @@ def estimate_entry(choice: BackendChoice, entry: ModelEntry) -> MemoryEstimate:
     if entry.draft_file is None:
         return found
     draft = estimate(entry.draft_file, n_ctx=entry.n_ctx, parallel=entry.parallel,
-                     cache_type_k=entry.cache_type_k, cache_type_v=entry.cache_type_v,
+                     cache_type_k=type_k, cache_type_v=type_v,
                      n_batch=n_batch, n_ubatch=n_batch, flash_attn=fa)
     return with_draft(found, draft)
 

@@ -30,8 +30,8 @@ class ModelEntry:
     pinned: bool
     ttl: float
     chat_template: str | None
-    cache_type_k: CacheType
-    cache_type_v: CacheType
+    cache_type_k: CacheType | None  # None: the backend's default (factory.cache_types)
+    cache_type_v: CacheType | None
     source: str | None = None  # "repo:QUANT" for a pulled model
     mmproj: Path | None = None  # its vision projector, when one was pulled with it
     nodes: tuple[str, ...] = ()  # RPC nodes holding part of the model (resolved addresses)

@@ -64,8 +64,8 @@ class ModelConfig(BaseModel):
     ttl: float | None = Field(None, ge=0)
     chat_template: str | None = None
     chat_template_file: Path | None = None
-    cache_type_k: CacheType = "f16"
-    cache_type_v: CacheType = "f16"
+    cache_type_k: CacheType | None = None  # None: the backend's (app/hardware/choice.py)
+    cache_type_v: CacheType | None = None
     max_tokens: int | None = Field(None, ge=1)  # cap of tokens generated per request
     stop: list[str] = Field(default_factory=list, max_length=8)  # added to every request's
     source: str | None = None

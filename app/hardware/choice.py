@@ -11,6 +11,18 @@ llvmpipe is never treated as a GPU unless ``allow_software_vulkan=True`` (testin
 ``GGML_VK_VISIBLE_DEVICES`` selects it). A GPU choice offloads every layer (``n_gpu_layers=-1``),
 turns flash attention on and ``use_mmap`` off: on unified memory mmap keeps a second copy of the
 weights in the page cache, and on ROCm mmap-loaded weights have given wrong results.
+
+The CPU choice stores attention keys as q8_0 and values as f16 (a model's `cache_type_k/v`
+overrides it). With those types llama.cpp's CPU flash attention computes every query row with one
+kernel whatever the step holds; with f16 keys and values it takes a split-KV kernel for a lone
+decode query past 512 cells and a tiled one from 64 queries on, which round differently. So on
+the CPU a verifying step's attention equals a plain step's, and where the weights' matrix
+products do not change kernel with the batch width either (SmolLM2's Q4_1, measured bit for bit
+up to 64 tokens; not Gemma 3's Q4_K, repacked for 4+ rows) greedy speculation is exact and a
+sequence's output does not depend on what else shares its steps. Measured (docs/benchmarks.md):
+decode as fast or faster, an 800-token prompt ~10% slower to prefill, NLL within 0.3%. GPU
+backends keep f16 for both: their flash-attention kernels are chosen by batch shape anyway, so
+the reason does not carry over, and no GPU measurement backs another default.
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ from app.hardware.vulkan import VulkanDevice
 
 Requested = Literal["auto", "cpu", "vulkan", "rocm"]
 REQUESTS: tuple[str, ...] = ("auto", "cpu", "vulkan", "rocm")
+CPU_CACHE_TYPES = ("q8_0", "f16")
 GPU_SETTINGS = "all layers on the GPU (n_gpu_layers=-1), flash attention on, use_mmap off"
 
 
@@ -42,6 +55,8 @@ class BackendChoice:
     reasons: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     requested: str = "auto"
+    #: the KV cache's (key, value) types where a model sets none
+    cache_types: tuple[str, str] = ("f16", "f16")
     #: False when the requested backend cannot work here (the choice is then the CPU).
     ok: bool = True
 
@@ -54,6 +69,7 @@ def _cpu(
         n_gpu_layers=0,
         use_mmap=True,
         flash_attn=False,
+        cache_types=CPU_CACHE_TYPES,
         lib_path=lib_path,
         reasons=tuple(reasons),
         warnings=tuple(warnings),
