@@ -38,7 +38,9 @@ def write_models(root: Path, nodes: list[str]) -> Path:
     (root / SMOLLM.name).symlink_to(_require(SMOLLM))
     common = f'path = "{SMOLLM.name}"\nparallel = 1\nttl = 0\n'
     (root / "models.toml").write_text(
-        f"[models.local]\n{common}n_ctx = 512\n"
+        # f16 keys like a split model's (the CPU backend's own default is q8_0 keys), so the
+        # split answer can be compared token for token
+        f'[models.local]\n{common}n_ctx = 512\ncache_type_k = "f16"\n'
         f'[models.split]\n{common}n_ctx = 512\nnodes = "all"\ntensor_split = [1, 1, 1]\n'
         # KV-heavy: its local third fits the budget, the whole would not (see test_admission)
         f'[models.wide]\n{common}n_ctx = 6144\nnodes = "all"\ntensor_split = [1, 1, 1]\n'
