@@ -277,13 +277,13 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-REFERENCES = {"halo": "halo no speculation", "llama-server": "llama-server"}
+PLAIN = "no speculation"  # a halo configuration's reference: the same server's plain decoding
 
 
 def edit_table(records: list[dict[str, Any]]) -> str:
     """Markdown table per scenario: decode speed, TTFT, and in how many turns the text is
-    plain greedy's (halo's configurations against halo without speculation, llama-server's
-    against plain llama-server, in the same scenario)."""
+    plain greedy's (a halo server's configurations against its own without speculation,
+    llama-server's against plain llama-server, in the same scenario)."""
     lines = ["| scenario | configuration | decode tok/s (median) | TTFT (s) "
              "| x halo without speculation | x own plain | output = plain greedy |",
              "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
@@ -293,10 +293,11 @@ def edit_table(records: list[dict[str, Any]]) -> str:
     for scenario in SCENARIOS:
         rows = [r for r in records if r["status"] == "ok" and r.get("scenario") == scenario]
         ok = {r["name"]: r for r in rows}
-        halo_plain = ok.get(REFERENCES["halo"])
+        plain_of = {r["server"]: r["name"] for r in rows if r["name"].endswith(" " + PLAIN)}
+        halo_plain = ok.get(plain_of.get("halo", ""))
         base = halo_plain["decode_tokens_per_second"] if halo_plain else None
         for r in rows:
-            ref_name = REFERENCES["halo" if r["server"] == "halo" else "llama-server"]
+            ref_name = plain_of.get(r["server"], "llama-server")
             ref = ok.get(ref_name)
             if r["name"] == ref_name:
                 same = "(reference)"

@@ -72,7 +72,7 @@ class ServerSpec:
 # -- halo ---------------------------------------------------------------------------------------
 
 
-def _prepare_halo(model: Path, port: int) -> Launch:
+def _prepare_halo(model: Path, port: int, toml: str = "") -> Launch:
     python = REPO_ROOT / ".venv" / "bin" / "python"
     if not python.is_file():
         raise ServerUnavailable(f"{python} is missing (run `make serve` or `make test` first)")
@@ -80,7 +80,7 @@ def _prepare_halo(model: Path, port: int) -> Launch:
     (models_dir / MODEL_FILE).symlink_to(model.resolve())
     (models_dir / "models.toml").write_text(
         f'[models.{MODEL_ID}]\npath = "{MODEL_FILE}"\n'
-        f"n_ctx = {N_CTX_PER_SLOT}\nparallel = {PARALLEL}\n",
+        f"n_ctx = {N_CTX_PER_SLOT}\nparallel = {PARALLEL}\n{toml}",
         encoding="utf-8",
     )
     argv = [
@@ -190,6 +190,13 @@ SERVERS: dict[str, ServerSpec] = {
         ServerSpec(
             "halo-nospec", "halo as above, every request with speculation off",
             "/health", _halo_no_speculation, _prepare_halo, "halo-nospec",
+        ),
+        ServerSpec(
+            "halo-f16kv", "halo as above with f16 keys (the CPU default is q8_0 keys, f16 values)",
+            "/health", _ignore_eos,
+            lambda m, p: _prepare_halo(m, p, 'cache_type_k = "f16"\n'), "halo-f16kv",
+            edit_bodies={"no speculation": {"speculative": {"type": "off"}},
+                         "ngram": {"speculative": {"type": "ngram"}}},
         ),
         ServerSpec(
             "halo-native", "halo on a GGML_NATIVE=ON llama.cpp (bench/build_native_lib.py)",
