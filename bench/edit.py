@@ -251,9 +251,30 @@ def bench_edit_servers(specs: list[servers.ServerSpec], model: Path, runs: int, 
                     run_async(edit_once(config.workload, config.body, text)))
         for config in configs:
             _record(config, records)
+        for server in started:
+            _print_spec_counters(server)
     finally:
         for server in started:
             server.stop()
+
+
+def _print_spec_counters(server: servers.RunningServer) -> None:
+    """halo's draft tokens proposed and accepted over the whole run (its /metrics), so a run
+    whose speculation did not pay shows whether it drafted at all."""
+    if not server.spec.name.startswith("halo"):
+        return
+    try:
+        text = httpx.get(server.base_url + "/metrics", timeout=10).text
+    except httpx.HTTPError as exc:
+        print(f"    {server.spec.name}: /metrics failed ({exc})", flush=True)
+        return
+    counts = dict.fromkeys(("proposed", "accepted"), 0.0)
+    for line in text.splitlines():
+        for name in counts:
+            if line.startswith(f"halo_spec_{name}_tokens_total{{"):
+                counts[name] += float(line.rsplit(" ", 1)[1])
+    print(f"    {server.spec.name}: draft tokens proposed {counts['proposed']:.0f}, "
+          f"accepted {counts['accepted']:.0f} (whole run)", flush=True)
 
 
 def _record(config: _Config, records: list[dict[str, Any]]) -> None:

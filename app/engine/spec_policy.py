@@ -21,6 +21,10 @@ _TRUST = 3  # measurements of a size before its own figure is believed over its 
 # a size not measured in this many steps is forgotten (tried afresh): long enough that
 # other requests' plain steps do not wipe the curve between two speculating requests
 _STALE = 4096
+# a draft size believed not to pay is measured again after this many steps without it: its
+# cost is the fastest recent measurement, so one step in a quiet moment corrects a belief
+# formed while the machine was busy (else speculation could stay off until `_STALE`)
+_RECHECK = 256
 _PRIOR = 2.0  # weight, in drafts, of the prior acceptance of a depth never tried
 _PRIOR_P = 0.6  # prior acceptance rate of a first draft token
 _UNTRIED_P = 0.9  # of a deeper one that no draft has reached yet (optimism: it is tried)
@@ -43,6 +47,7 @@ class StepCost:
     def __init__(self) -> None:
         self._seconds: dict[tuple[int, int], deque[float]] = {}
         self._seen: dict[tuple[int, int], int] = {}
+        self._rechecked: dict[int, int] = {}  # sequence count -> clock of its last recheck
         self._clock = 0
 
     def observe(self, streams: int, n_tokens: int, seconds: float) -> None:
@@ -52,6 +57,20 @@ class StepCost:
         key = (streams, n_tokens)
         self._seconds.setdefault(key, deque(maxlen=_SAMPLES)).append(seconds)
         self._seen[key] = self._clock
+
+    def take_recheck(self, streams: int, n_tokens: int) -> bool:
+        """Whether a step of this size, believed not to pay, should be taken to measure it
+        again: it has not been measured for `_RECHECK` steps (or never), and no other
+        recheck of this sequence count was taken in that time (so rechecks cost at most one
+        step in `_RECHECK`). True marks the recheck as taken."""
+        last = self._rechecked.get(streams)
+        if last is not None and self._clock - last < _RECHECK:
+            return False
+        seen = self._seen.get((streams, n_tokens))
+        if seen is not None and self._clock - seen < _RECHECK:
+            return False
+        self._rechecked[streams] = self._clock
+        return True
 
     def _known(self, streams: int) -> dict[int, tuple[float, bool]]:
         """Sizes measured lately -> (fastest recent seconds, trusted)."""
@@ -163,7 +182,9 @@ def allocate(base: int, outputs: int, wants: Sequence[Wanting], cost: StepCost,
     and more drafts are wanted, a step of twice that size is tried on trust: a step
     explores at most one size beyond the measured range, and the curve up to 64 tokens is
     known after a handful of steps (on a CPU, llama.cpp's flash attention gets much cheaper
-    per token from 64 tokens of one sequence on, so the long end matters).
+    per token from 64 tokens of one sequence on, so the long end matters). When no draft
+    pays, the best count that does not is taken anyway if its size has gone `_RECHECK`
+    steps unmeasured: the curve is re-measured rather than trusted for ever.
     """
     given = [0] * len(wants)
     if room <= 0 or not wants:
@@ -175,6 +196,7 @@ def allocate(base: int, outputs: int, wants: Sequence[Wanting], cost: StepCost,
     if not candidates:
         return given
     best_m, best_rate, expected = 0, -1.0, float(outputs)
+    drafting_m, drafting_rate = 0, -1.0  # the best count of at least one draft
     for m in range(len(candidates) + 1):
         if m:
             expected += candidates[m - 1][0]
@@ -190,6 +212,10 @@ def allocate(base: int, outputs: int, wants: Sequence[Wanting], cost: StepCost,
         rate = expected / seconds
         if rate > best_rate:
             best_m, best_rate = m, rate
+        if m and rate > drafting_rate:
+            drafting_m, drafting_rate = m, rate
+    if best_m == 0 and drafting_m and cost.take_recheck(outputs, base + drafting_m):
+        best_m = drafting_m
     for _, i in candidates[:best_m]:
         given[i] += 1
     return given

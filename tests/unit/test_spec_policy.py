@@ -85,6 +85,27 @@ def test_a_slow_moment_is_forgotten() -> None:
     assert cost.estimate(1, 9) == 0.020
 
 
+def test_a_belief_formed_in_a_busy_moment_is_measured_again() -> None:
+    # every draft size was measured (3 times: trusted) while the machine was busy, 3x dearer
+    # than it is; the text is being copied, so drafts would pay at the machine's real cost
+    def real(n: int) -> float:
+        return 0.010 + 0.002 * (n - 1)
+
+    cost = cost_of({n: real(n) * (3 if n > 1 else 1) for n in range(1, 66)})
+    copying = [Wanting(geometric(64, 0.95))]
+    assert allocate(1, 1, copying, cost, room=64) == [0]
+    for _ in range(200):  # plain steps: the belief stands until it is old
+        cost.observe(1, 1, real(1))
+        assert allocate(1, 1, copying, cost, room=64) == [0]
+    for _ in range(60):
+        cost.observe(1, 1, real(1))
+    probe = allocate(1, 1, copying, cost, room=64)  # old now: measured again, once
+    assert probe[0] > 0
+    assert allocate(1, 1, copying, cost, room=64) == [0]  # one recheck per 256 steps
+    cost.observe(1, 1 + probe[0], real(1 + probe[0]))  # a quiet moment: the real cost
+    assert allocate(1, 1, copying, cost, room=64)[0] > 0  # drafting again
+
+
 def test_depth_acceptance_tells_copying_from_free_text() -> None:
     copying, free = DepthAcceptance(8), DepthAcceptance(8)
     for _ in range(200):
