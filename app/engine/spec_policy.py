@@ -59,15 +59,15 @@ class StepCost:
         self._seen[key] = self._clock
 
     def take_recheck(self, streams: int, n_tokens: int) -> bool:
-        """Whether a step of this size, believed not to pay, should be taken to measure it
-        again: it has not been measured for `_RECHECK` steps (or never), and no other
-        recheck of this sequence count was taken in that time (so rechecks cost at most one
-        step in `_RECHECK`). True marks the recheck as taken."""
+        """Whether a step of this size, believed not to pay from its own measurements, should
+        be taken to measure it again: it has not been measured for `_RECHECK` steps, and no
+        other recheck of this sequence count was taken in that time (so rechecks cost at most
+        one step in `_RECHECK`). True marks the recheck as taken."""
         last = self._rechecked.get(streams)
         if last is not None and self._clock - last < _RECHECK:
             return False
         seen = self._seen.get((streams, n_tokens))
-        if seen is not None and self._clock - seen < _RECHECK:
+        if seen is None or self._clock - seen < _RECHECK:
             return False
         self._rechecked[streams] = self._clock
         return True
