@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench import servers
 from bench.workload import Workload
@@ -269,10 +270,11 @@ def _print_spec_counters(server: servers.RunningServer) -> None:
         print(f"    {server.spec.name}: /metrics failed ({exc})", flush=True)
         return
     counts = dict.fromkeys(("proposed", "accepted"), 0.0)
-    for line in text.splitlines():
-        for name in counts:
-            if line.startswith(f"halo_spec_{name}_tokens_total{{"):
-                counts[name] += float(line.rsplit(" ", 1)[1])
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            for name in counts:
+                if sample.name == f"halo_spec_{name}_tokens_total":
+                    counts[name] += sample.value
     print(f"    {server.spec.name}: draft tokens proposed {counts['proposed']:.0f}, "
           f"accepted {counts['accepted']:.0f} (whole run)", flush=True)
 

@@ -165,6 +165,11 @@ def _prepare_llama_cpp_python(model: Path, port: int, *, interrupt: bool) -> Lau
     return Launch(argv, REPO_ROOT)
 
 
+# halo's configurations of the editing workload: the same server with and without speculation
+HALO_EDIT_BODIES = {"no speculation": {"speculative": {"type": "off"}},
+                    "ngram": {"speculative": {"type": "ngram"}}}
+
+
 def _ignore_eos(max_tokens: int) -> dict[str, Any]:
     return {"ignore_eos": True}
 
@@ -184,8 +189,7 @@ SERVERS: dict[str, ServerSpec] = {
         ServerSpec(
             "halo", f"halo (this repo), parallel={PARALLEL}, n_ctx={N_CTX_PER_SLOT}/slot",
             "/health", _ignore_eos, _prepare_halo, "halo",
-            edit_bodies={"no speculation": {"speculative": {"type": "off"}},
-                         "ngram": {"speculative": {"type": "ngram"}}},
+            edit_bodies=HALO_EDIT_BODIES,
         ),
         ServerSpec(
             "halo-nospec", "halo as above, every request with speculation off",
@@ -195,8 +199,7 @@ SERVERS: dict[str, ServerSpec] = {
             "halo-f16kv", "halo as above with f16 keys (the CPU default is q8_0 keys, f16 values)",
             "/health", _ignore_eos,
             lambda m, p: _prepare_halo(m, p, 'cache_type_k = "f16"\n'), "halo-f16kv",
-            edit_bodies={"no speculation": {"speculative": {"type": "off"}},
-                         "ngram": {"speculative": {"type": "ngram"}}},
+            edit_bodies=HALO_EDIT_BODIES,
         ),
         ServerSpec(
             "halo-native", "halo on a GGML_NATIVE=ON llama.cpp (bench/build_native_lib.py)",
