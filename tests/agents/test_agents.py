@@ -45,9 +45,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     (models / GEMMA.name).symlink_to(_require(GEMMA))
     (models / "models.toml").write_text(
         f'[models.{MODEL}]\npath = "{GEMMA.name}"\nn_ctx = 32768\nparallel = 1\n'
-        # the agents ask for up to 32k tokens (or none) and a 270M base model may never stop:
-        # one line of answer (Codex counts a reply cut by max tokens as a failure)
-        f'n_batch = 512\nmax_tokens = 64\nstop = ["\\n"]\n'
+        # the agents ask for up to 32k tokens (or none) and a 270M base model, sampled, may
+        # not stop: one sentence of answer. Both agents count a reply cut by max tokens as a
+        # failure, and a newline alone once failed to come within 64 tokens (CI, stop 20)
+        f'n_batch = 512\nmax_tokens = 256\nstop = ["\\n", ".", "?", "!"]\n'
         f"chat_template = '''{GEMMA_TEMPLATE}'''\n")
     with halo_server(models, tmp, args=["--preload", MODEL], timeout=180) as srv:
         yield srv
