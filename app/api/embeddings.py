@@ -18,7 +18,7 @@ from app.services.embeddings import EmbeddingService, check_dimensions, embeddin
 router = APIRouter()
 
 
-def embedding_service(state: StateDep) -> EmbeddingService:
+async def embedding_service(state: StateDep) -> EmbeddingService:
     return EmbeddingService(state.catalog, state.scheduler, state.metrics)
 
 
