@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import llama_cpp.llama_cpp as lc
+import numpy as np
 
 from app.engine.grammar import GrammarError, schema_to_gbnf
 from app.engine.schema import GenerateRequest
@@ -43,6 +44,12 @@ class Sampler:
     sees tokens the grammar allows.
 
     Penalties see only generated tokens (llama_sampler_sample accepts each sampled token).
+
+    Plain greedy decoding (no grammar, no penalties) takes the first highest logit after the
+    logit bias with numpy, as llama.cpp's greedy sampler does: the native chain copies the
+    whole vocabulary into a candidate array for every token (about 0.2 ms per token with a
+    49k vocabulary on the 2-core test machine, 3% of an 8-stream step; numpy about 0.03 ms).
+    `native=True` keeps the native chain (tests compare the two).
     """
 
     def __init__(
@@ -55,7 +62,20 @@ class Sampler:
         eog_tokens: Iterable[int],
         vocab: Any = None,
         grammar: str | None = None,
+        native: bool = False,
     ) -> None:
+        self._chain: Any = None
+        self._n_vocab = n_vocab
+        bias = {int(t): float(b) for t, b in req.logit_bias.items() if 0 <= int(t) < n_vocab}
+        if req.ignore_eos and grammar is None:  # a finished grammar allows only EOG
+            bias.update(dict.fromkeys(eog_tokens, -math.inf))
+        penalties = req.repeat_penalty != 1.0 or req.frequency_penalty or req.presence_penalty
+        self._greedy = (not native and grammar is None and not penalties
+                        and req.temperature <= 0.0)
+        self._bias_ids = np.fromiter(bias, dtype=np.intp, count=len(bias))
+        self._bias_values = np.fromiter(bias.values(), dtype=np.float32, count=len(bias))
+        if self._greedy:
+            return
         chain: Any = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
         self._chain = chain
         if grammar is not None:
@@ -64,15 +84,12 @@ class Sampler:
             except GrammarError:
                 self.free()
                 raise
-        bias = {int(t): float(b) for t, b in req.logit_bias.items() if 0 <= int(t) < n_vocab}
-        if req.ignore_eos and grammar is None:  # a finished grammar allows only EOG
-            bias.update(dict.fromkeys(eog_tokens, -math.inf))
         if bias:
             arr = (lc.llama_logit_bias * len(bias))(
                 *(lc.llama_logit_bias(token=t, bias=b) for t, b in bias.items())
             )
             self._add(lc.llama_sampler_init_logit_bias(n_vocab, len(bias), arr))
-        if req.repeat_penalty != 1.0 or req.frequency_penalty or req.presence_penalty:
+        if penalties:
             self._add(
                 lc.llama_sampler_init_penalties(
                     n_vocab,
@@ -99,6 +116,13 @@ class Sampler:
 
     def sample(self, ctx: Any, idx: int) -> int:
         """Sample (and accept) a token from output `idx` of the last decode."""
+        if self._greedy:
+            logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, idx),
+                                           shape=(self._n_vocab,))
+            if self._bias_ids.size:
+                logits = logits.copy()
+                logits[self._bias_ids] += self._bias_values
+            return int(logits.argmax())  # the first of equal maxima, as llama.cpp's greedy
         return int(lc.llama_sampler_sample(self._chain, ctx, idx))
 
     def free(self) -> None:
