@@ -118,6 +118,14 @@ def table_rows(records: list[dict[str, Any]], levels: list[int]) -> tuple[list[s
                                   else turns.paired_cell(turns.paired_ratios(s, ref)))
                 rows.append([str(level), "aggregate, x/ls round by round: median (range)",
                              *["" for _ in names], *paired])
+            if key == "ttft_p50":
+                paired = []
+                for name in others:
+                    s = summary(name, level)
+                    paired.append("-" if s is None or ref is None else turns.paired_ms_cell(
+                        turns.paired_ttft_differences(s, ref)))
+                rows.append([str(level), "TTFT p50, x - ls round by round (ms): median (range)",
+                             *["" for _ in names], *paired])
         cells = []
         for name in names:
             s = summary(name, level)

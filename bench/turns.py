@@ -123,7 +123,9 @@ def level_record(entrant: Entrant, level: int) -> dict[str, Any]:
     summary["server_cpu_seconds"] = round(entrant.cpu.get(level, 0.0), 2)
     shares = entrant.foreign.get(level, [])
     summary["foreign_cpu"] = max(shares) if shares else None
-    summary["round_aggregates"] = [r.summary()["aggregate_tokens_per_second"] for r in results]
+    rounds = [r.summary() for r in results]
+    summary["round_aggregates"] = [r["aggregate_tokens_per_second"] for r in rounds]
+    summary["round_ttft_p50"] = [r["ttft_p50"] for r in rounds]
     foreign = summary["foreign_cpu"]
     if foreign is not None and foreign > FOREIGN_CPU_WARN:
         print(f"    warning: other processes used up to {foreign:.0%} of the CPUs during "
@@ -136,6 +138,22 @@ def paired_ratios(summary: dict[str, Any], reference: dict[str, Any]) -> list[fl
     mine = summary.get("round_aggregates") or []
     ref = reference.get("round_aggregates") or []
     return [a / b for a, b in zip(mine, ref, strict=False) if a and b]
+
+
+def paired_ttft_differences(summary: dict[str, Any], reference: dict[str, Any]) -> list[float]:
+    """Round-by-round TTFT p50 of a server minus the reference's in the same rounds (s): the
+    servers take turns round by round, so a pair shares the machine's state of the moment."""
+    mine = summary.get("round_ttft_p50") or []
+    ref = reference.get("round_ttft_p50") or []
+    return [a - b for a, b in zip(mine, ref, strict=False) if a is not None and b is not None]
+
+
+def paired_ms_cell(differences: list[float]) -> str:
+    if not differences:
+        return "-"
+    ms = [d * 1000 for d in differences]
+    return (f"{statistics.median(ms):+.0f} ({min(ms):+.0f} to {max(ms):+.0f}, "
+            f"{len(ms)} rounds)")
 
 
 def paired_cell(ratios: list[float]) -> str:
