@@ -10,6 +10,7 @@ import llama_cpp.llama_cpp as lc
 import numpy as np
 
 from app.engine.grammar import GrammarError, schema_to_gbnf
+from app.engine.logprobs import logits_row
 from app.engine.schema import GenerateRequest
 
 RANDOM_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: llama.cpp picks a random seed
@@ -117,8 +118,7 @@ class Sampler:
     def sample(self, ctx: Any, idx: int) -> int:
         """Sample (and accept) a token from output `idx` of the last decode."""
         if self._greedy:
-            logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, idx),
-                                           shape=(self._n_vocab,))
+            logits = logits_row(ctx, idx, self._n_vocab)
             if self._bias_ids.size:
                 logits = logits.copy()
                 logits[self._bias_ids] += self._bias_values
