@@ -133,19 +133,22 @@ def level_record(entrant: Entrant, level: int) -> dict[str, Any]:
     return {"summary": summary, "requests": [r.to_json() for r in merged.requests]}
 
 
+def _round_pairs(summary: dict[str, Any], reference: dict[str, Any],
+                 key: str) -> list[tuple[Any, Any]]:
+    """A per-round figure of a server beside the reference's in the same round: the servers
+    take turns round by round, so a pair shares the machine's state of the moment."""
+    return list(zip(summary.get(key) or [], reference.get(key) or [], strict=False))
+
+
 def paired_ratios(summary: dict[str, Any], reference: dict[str, Any]) -> list[float]:
     """Round-by-round aggregate tok/s of a server over the reference's same rounds."""
-    mine = summary.get("round_aggregates") or []
-    ref = reference.get("round_aggregates") or []
-    return [a / b for a, b in zip(mine, ref, strict=False) if a and b]
+    return [a / b for a, b in _round_pairs(summary, reference, "round_aggregates") if a and b]
 
 
 def paired_ttft_differences(summary: dict[str, Any], reference: dict[str, Any]) -> list[float]:
-    """Round-by-round TTFT p50 of a server minus the reference's in the same rounds (s): the
-    servers take turns round by round, so a pair shares the machine's state of the moment."""
-    mine = summary.get("round_ttft_p50") or []
-    ref = reference.get("round_ttft_p50") or []
-    return [a - b for a, b in zip(mine, ref, strict=False) if a is not None and b is not None]
+    """Round-by-round TTFT p50 of a server minus the reference's in the same rounds (s)."""
+    return [a - b for a, b in _round_pairs(summary, reference, "round_ttft_p50")
+            if a is not None and b is not None]
 
 
 def paired_ms_cell(differences: list[float]) -> str:
