@@ -38,14 +38,22 @@ class StepCost:
     llama.cpp splits a batch whose sequences bring different numbers of tokens into several
     micro-batches, so 8 sequences plus 1 draft cost much more than 9 sequences would.
     Other processes only ever make a step slower, so a size's cost is the fastest of its
-    recent measurements, trusted once it has `_TRUST` of them. A size measured fewer times is
-    no dearer than its measured neighbours suggest: one slow measurement (a graph being
+    recent measurements, trusted once it has `_TRUST` of them. A size measured fewer times
+    is no dearer than its measured neighbours suggest: one slow measurement (a graph being
     built, a busy neighbour) must not keep a size from being tried again, or the policy
     would stay with the small drafts it happened to measure well. A size not measured for a
-    long while is forgotten."""
+    long while is forgotten.
+
+    The plain step (one token per sequence) is measured nearly every step and so follows
+    the machine; a drafting size is measured now and then, while the machine's load and
+    the sequences' contexts change (a step over longer contexts costs more). So a drafting
+    size's measurement is kept relative to the plain step's cost at that moment, and
+    estimated at the plain step's cost now: its figure does not stay fast (or slow) while
+    the plain step's moves."""
 
     def __init__(self) -> None:
-        self._seconds: dict[tuple[int, int], deque[float]] = {}
+        # (streams, tokens) -> recent (seconds, the plain step's cost then, or None)
+        self._seconds: dict[tuple[int, int], deque[tuple[float, float | None]]] = {}
         self._seen: dict[tuple[int, int], int] = {}
         self._rechecked: dict[int, int] = {}  # sequence count -> clock of its last recheck
         self._clock = 0
@@ -55,8 +63,17 @@ class StepCost:
             return
         self._clock += 1
         key = (streams, n_tokens)
-        self._seconds.setdefault(key, deque(maxlen=_SAMPLES)).append(seconds)
+        base = None if n_tokens == streams else self._plain(streams)
+        self._seconds.setdefault(key, deque(maxlen=_SAMPLES)).append((seconds, base))
         self._seen[key] = self._clock
+
+    def _plain(self, streams: int) -> float | None:
+        """The fastest recent plain step of `streams` sequences, if measured lately."""
+        key = (streams, streams)
+        seen = self._seen.get(key)
+        if seen is None or seen <= self._clock - _STALE:
+            return None
+        return min(v for v, _ in self._seconds[key])
 
     def take_recheck(self, streams: int, n_tokens: int) -> bool:
         """Whether a step of this size, believed not to pay from its own measurements, should
@@ -73,9 +90,13 @@ class StepCost:
         return True
 
     def _known(self, streams: int) -> dict[int, tuple[float, bool]]:
-        """Sizes measured lately -> (fastest recent seconds, trusted)."""
+        """Sizes measured lately -> (fastest recent seconds, trusted), a drafting size's
+        measurements scaled by how the plain step's cost moved since each was taken."""
         fresh = self._clock - _STALE
-        return {n: (min(v), len(v) >= _TRUST) for (s, n), v in self._seconds.items()
+        now = self._plain(streams)
+        return {n: (min(v * (now / base) if now and base else v for v, base in samples),
+                    len(samples) >= _TRUST)
+                for (s, n), samples in self._seconds.items()
                 if s == streams and self._seen[(s, n)] > fresh}
 
     def estimate(self, streams: int, n_tokens: int) -> float | None:

@@ -74,6 +74,33 @@ def test_steps_of_other_sequence_counts_are_other_curves() -> None:
     assert cost.estimate(9, 9) == 0.045
 
 
+def test_a_drafting_size_follows_the_plain_steps_cost() -> None:
+    # measured on this CPU at 8 streams: the plain step went 72 -> 84 ms as contexts grew,
+    # while a 12-token step measured early kept its fast figure and made drafts look cheap
+    cost = cost_of({8: 0.072, 12: 0.105}, streams=8)
+    assert cost.estimate(8, 12) == pytest.approx(0.105)
+    for _ in range(5):
+        cost.observe(8, 8, 0.084)
+    assert cost.estimate(8, 8) == pytest.approx(0.084)
+    assert cost.estimate(8, 12) == pytest.approx(0.105 * 0.084 / 0.072)
+    assert cost.estimate(8, 10) == pytest.approx(0.084 + (0.105 - 0.072) * 0.084 / 0.072 / 2)
+    for _ in range(5):  # and back down: a quieter moment makes the drafts cheaper again
+        cost.observe(8, 8, 0.060)
+    assert cost.estimate(8, 12) == pytest.approx(0.105 * 0.060 / 0.072)
+    cost.observe(8, 12, 0.080)  # a new measurement relative to the plain step of its moment
+    assert cost.estimate(8, 12) == pytest.approx(0.080)
+
+
+def test_without_a_plain_step_a_drafting_size_is_as_measured() -> None:
+    cost = cost_of({3: 0.030}, streams=2)  # every step drafted: nothing to scale by
+    assert cost.estimate(2, 3) == pytest.approx(0.030)
+    cost = cost_of({1: 0.010, 5: 0.030})
+    for _ in range(4100):  # the plain step long unmeasured is forgotten; ...
+        cost.observe(1, 5, 0.030)
+    assert cost.estimate(1, 1) == pytest.approx(0.030 / 5)  # (below the smallest size)
+    assert cost.estimate(1, 5) == pytest.approx(0.030)  # ... the rest is as measured
+
+
 def test_a_slow_moment_is_forgotten() -> None:
     cost = cost_of({1: 0.010, 9: 0.500})  # a first allocation made size 9 look dear
     assert cost.estimate(1, 9) == 0.500
