@@ -67,11 +67,15 @@ class StepCost:
         self._seconds.setdefault(key, deque(maxlen=_SAMPLES)).append((seconds, base))
         self._seen[key] = self._clock
 
+    def _fresh(self, key: tuple[int, int]) -> bool:
+        """Whether this (streams, tokens) size was measured within the last `_STALE` steps."""
+        seen = self._seen.get(key)
+        return seen is not None and seen > self._clock - _STALE
+
     def _plain(self, streams: int) -> float | None:
         """The fastest recent plain step of `streams` sequences, if measured lately."""
         key = (streams, streams)
-        seen = self._seen.get(key)
-        if seen is None or seen <= self._clock - _STALE:
+        if not self._fresh(key):
             return None
         return min(v for v, _ in self._seconds[key])
 
@@ -92,12 +96,11 @@ class StepCost:
     def _known(self, streams: int) -> dict[int, tuple[float, bool]]:
         """Sizes measured lately -> (fastest recent seconds, trusted), a drafting size's
         measurements scaled by how the plain step's cost moved since each was taken."""
-        fresh = self._clock - _STALE
         now = self._plain(streams)
         return {n: (min(v * (now / base) if now and base else v for v, base in samples),
                     len(samples) >= _TRUST)
                 for (s, n), samples in self._seconds.items()
-                if s == streams and self._seen[(s, n)] > fresh}
+                if s == streams and self._fresh((s, n))}
 
     def estimate(self, streams: int, n_tokens: int) -> float | None:
         """Seconds for a step of `streams` sequences and `n_tokens` tokens: a trusted
