@@ -220,7 +220,8 @@ class _Config:
 
 def bench_edit_servers(specs: list[servers.ServerSpec], model: Path, runs: int, log_dir: Path,
                        records: list[dict[str, Any]],
-                       run_async: Callable[[Coroutine[Any, Any, Any]], Any]) -> None:
+                       run_async: Callable[[Coroutine[Any, Any, Any]], Any],
+                       threads: int = servers.THREADS) -> None:
     """Start every server, then run each configuration (server and body) once per turn, in
     an order rotated every turn (as bench/turns.py does for the plain workload: a drifting
     machine then slows every configuration alike), and stop them."""
@@ -230,7 +231,7 @@ def bench_edit_servers(specs: list[servers.ServerSpec], model: Path, runs: int, 
         for spec in specs:
             print(f"\n=== edit workload: {spec.name}", flush=True)
             try:
-                server = servers.start(spec, model, log_dir / "edit")
+                server = servers.start(spec, model, log_dir / "edit", threads)
             except Exception as exc:
                 records.append({"server": spec.name, "name": spec.name, "status": "failed",
                                 "error": f"{type(exc).__name__}: {exc}"})

@@ -36,7 +36,7 @@ def sentence(i: int) -> str:
     return " ".join(WORDS[(i * 3 + k * 5) % len(WORDS)] for k in range(n)) + f" #{i}"
 
 
-def _prepare_halo(model: Path, port: int) -> servers.Launch:
+def _prepare_halo(model: Path, port: int, threads: int) -> servers.Launch:
     python = servers.REPO_ROOT / ".venv" / "bin" / "python"
     if not python.is_file():
         raise servers.ServerUnavailable(f"{python} is missing (run `make test` first)")
@@ -46,18 +46,18 @@ def _prepare_halo(model: Path, port: int) -> servers.Launch:
         f'[models.{MODEL_ID}]\npath = "{MODEL_FILE}"\nn_ctx = {N_CTX}\nparallel = {PARALLEL}\n'
         f"n_batch = {N_CTX * 4}\n", encoding="utf-8")
     argv = [str(python), "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port),
-            "--models-dir", str(models_dir), "--n-threads", str(servers.THREADS),
+            "--models-dir", str(models_dir), "--n-threads", str(threads),
             "--preload", MODEL_ID]
     return servers.Launch(argv, servers.REPO_ROOT,
                           lambda: shutil.rmtree(models_dir, ignore_errors=True))
 
 
-def _prepare_llama_server(model: Path, port: int) -> servers.Launch:
+def _prepare_llama_server(model: Path, port: int, threads: int) -> servers.Launch:
     if not build_llama_server.is_built():
         build_llama_server.build()
     argv = [str(build_llama_server.binary_path()), "-m", str(model), "--embeddings",
             "--pooling", "mean", "-np", str(PARALLEL), "-c", str(N_CTX * PARALLEL),
-            "-b", str(N_CTX * 4), "-ub", str(N_CTX * 4), "-t", str(servers.THREADS),
+            "-b", str(N_CTX * 4), "-ub", str(N_CTX * 4), "-t", str(threads),
             "--host", "127.0.0.1", "--port", str(port), "--alias", MODEL_ID]
     return servers.Launch(argv, servers.REPO_ROOT)
 

@@ -205,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="requests per configuration of the edit workload (default 3)")
     parser.add_argument("--model", type=Path,
                         default=servers.REPO_ROOT / "models" / servers.MODEL_FILE)
+    parser.add_argument("--threads", type=int, default=servers.THREADS,
+                        help="CPU threads of every server's compute (default "
+                        f"{servers.THREADS}, the machine's 2 cores; 1 leaves a core free)")
     args = parser.parse_args(argv)
 
     workloads = parse_list(args.workloads)
@@ -216,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown server(s) {unknown}; choose from {list(servers.SERVERS)}")
     levels = [int(x) for x in parse_list(args.levels)]
-    if not levels or min(levels) < 1 or args.rounds < 1:
-        parser.error("levels and rounds must be positive")
+    if not levels or min(levels) < 1 or args.rounds < 1 or args.threads < 1:
+        parser.error("levels, rounds and threads must be positive")
     model: Path = args.model
     if not model.is_file():
         parser.error(f"{model} is missing (make models fetches it)")
@@ -228,12 +231,13 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "timestamp": stamp, "git_commit": git_commit(), "machine": machine_info(),
         "model": str(model), "model_id": servers.MODEL_ID, "levels": levels,
-        "rounds": args.rounds, "max_tokens": args.max_tokens, "threads": servers.THREADS,
+        "rounds": args.rounds, "max_tokens": args.max_tokens, "threads": args.threads,
         "llama_cpp_python": servers.LLAMA_CPP_PYTHON_VERSION, "workloads": workloads,
         "edit_runs": args.edit_runs, "edit_max_tokens": edit.MAX_TOKENS,
     }
     print(f"bench {stamp}: servers {names}, levels {levels}, {args.rounds} round(s), "
-          f"max_tokens {args.max_tokens}, commit {meta['git_commit']}", flush=True)
+          f"max_tokens {args.max_tokens}, {args.threads} thread(s), commit {meta['git_commit']}",
+          flush=True)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     records: list[dict[str, Any]] = []
     edit_records: list[dict[str, Any]] = []
@@ -245,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for name in names:
                 entrant = turns.start(servers.SERVERS[name], model, args.max_tokens, log_dir,
-                                      records)
+                                      records, args.threads)
                 if entrant is not None:
                     entrants.append(entrant)
             if entrants:
@@ -257,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         if edit_names:
             wait_for_idle(args.wait_idle)
             edit.bench_edit_servers([servers.SERVERS[n] for n in edit_names], model,
-                                    args.edit_runs, log_dir, edit_records, run_async)
+                                    args.edit_runs, log_dir, edit_records, run_async,
+                                    args.threads)
     except KeyboardInterrupt:
         interrupted = True
         print("\ninterrupted; servers stopped, writing partial results", flush=True)

@@ -62,7 +62,7 @@ class ServerSpec:
     health_path: str
     # Extra JSON fields for a chat request (given max_tokens) so it generates exactly max_tokens.
     extra_body: Callable[[int], dict[str, Any]]
-    prepare: Callable[[Path, int], Launch]
+    prepare: Callable[[Path, int, int], Launch]  # (model, port, CPU threads) -> command line
     label: str = ""  # short column title in the table (defaults to name)
     startup_timeout: float = 180.0
     # editing workload: configuration name -> extra request fields (one server, several bodies)
@@ -72,7 +72,7 @@ class ServerSpec:
 # -- halo ---------------------------------------------------------------------------------------
 
 
-def _prepare_halo(model: Path, port: int, toml: str = "") -> Launch:
+def _prepare_halo(model: Path, port: int, threads: int, toml: str = "") -> Launch:
     python = REPO_ROOT / ".venv" / "bin" / "python"
     if not python.is_file():
         raise ServerUnavailable(f"{python} is missing (run `make serve` or `make test` first)")
@@ -85,12 +85,12 @@ def _prepare_halo(model: Path, port: int, toml: str = "") -> Launch:
     )
     argv = [
         str(python), "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port),
-        "--models-dir", str(models_dir), "--n-threads", str(THREADS),
+        "--models-dir", str(models_dir), "--n-threads", str(threads),
     ]
     return Launch(argv, REPO_ROOT, lambda: shutil.rmtree(models_dir, ignore_errors=True))
 
 
-def _prepare_halo_native(model: Path, port: int) -> Launch:
+def _prepare_halo_native(model: Path, port: int, threads: int) -> Launch:
     """halo on a host-native llama.cpp build (GGML_NATIVE=ON): the portable build's yardstick."""
     if not build_native_lib.is_built():
         print("building a native llama.cpp for halo-native (several minutes)", flush=True)
@@ -98,7 +98,7 @@ def _prepare_halo_native(model: Path, port: int) -> Launch:
             build_native_lib.build()
         except (subprocess.CalledProcessError, OSError) as exc:
             raise ServerUnavailable(f"building the native llama.cpp failed: {exc}") from exc
-    launch = _prepare_halo(model, port)
+    launch = _prepare_halo(model, port, threads)
     launch.env["LLAMA_CPP_LIB_PATH"] = str(build_native_lib.lib_dir())
     return launch
 
@@ -106,7 +106,9 @@ def _prepare_halo_native(model: Path, port: int) -> Launch:
 # -- llama-server (C++) -------------------------------------------------------------------------
 
 
-def _prepare_llama_server(model: Path, port: int, extra: tuple[str, ...] = ()) -> Launch:
+def _prepare_llama_server(
+    model: Path, port: int, threads: int, extra: tuple[str, ...] = ()
+) -> Launch:
     binary = build_llama_server.binary_path()
     if not build_llama_server.is_built():
         print(f"llama-server is not built yet; building it into {binary.parent}", flush=True)
@@ -115,7 +117,7 @@ def _prepare_llama_server(model: Path, port: int, extra: tuple[str, ...] = ()) -
         except (subprocess.CalledProcessError, SystemExit) as exc:
             raise ServerUnavailable(f"building llama-server failed: {exc}") from exc
     argv = [
-        str(binary), "-m", str(model), "-np", str(PARALLEL), "-t", str(THREADS),
+        str(binary), "-m", str(model), "-np", str(PARALLEL), "-t", str(threads),
         "-c", str(N_CTX_PER_SLOT * PARALLEL), "--host", "127.0.0.1", "--port", str(port),
         *extra,
     ]
@@ -153,12 +155,12 @@ def ensure_bench_venv() -> Path:
     return python
 
 
-def _prepare_llama_cpp_python(model: Path, port: int, *, interrupt: bool) -> Launch:
+def _prepare_llama_cpp_python(model: Path, port: int, threads: int, *, interrupt: bool) -> Launch:
     python = ensure_bench_venv()
     argv = [
         str(python), "-m", "llama_cpp.server", "--model", str(model), "--model_alias", MODEL_ID,
         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(N_CTX_PER_SLOT),
-        "--n_threads", str(THREADS), "--n_threads_batch", str(THREADS),
+        "--n_threads", str(threads), "--n_threads_batch", str(threads),
     ]
     if not interrupt:
         argv += ["--interrupt_requests", "False"]
@@ -198,7 +200,7 @@ SERVERS: dict[str, ServerSpec] = {
         ServerSpec(
             "halo-f16kv", "halo as above with f16 keys (the CPU default is q8_0 keys, f16 values)",
             "/health", _ignore_eos,
-            lambda m, p: _prepare_halo(m, p, 'cache_type_k = "f16"\n'), "halo-f16kv",
+            lambda m, p, t: _prepare_halo(m, p, t, 'cache_type_k = "f16"\n'), "halo-f16kv",
             edit_bodies=HALO_EDIT_BODIES,
         ),
         ServerSpec(
@@ -216,7 +218,7 @@ SERVERS: dict[str, ServerSpec] = {
                 f"llama-server-{kind}",
                 f"llama-server as above with --spec-type {kind}",
                 "/health", _ignore_eos,
-                lambda m, p, kind=kind: _prepare_llama_server(m, p, ("--spec-type", kind)),  # type: ignore[misc]
+                lambda m, p, t, kind=kind: _prepare_llama_server(m, p, t, ("--spec-type", kind)),  # type: ignore[misc]
                 f"ls-{kind}",
             )
             for kind in ("ngram-mod", "ngram-simple")
@@ -224,14 +226,14 @@ SERVERS: dict[str, ServerSpec] = {
         ServerSpec(
             "llama-cpp-python",
             "python -m llama_cpp.server (defaults: one sequence, interrupt_requests=True)",
-            "/v1/models", _min_tokens, lambda m, p: _prepare_llama_cpp_python(
-                m, p, interrupt=True), "lcpp",
+            "/v1/models", _min_tokens, lambda m, p, t: _prepare_llama_cpp_python(
+                m, p, t, interrupt=True), "lcpp",
         ),
         ServerSpec(
             "llama-cpp-python-nointerrupt",
             "python -m llama_cpp.server --interrupt_requests False (requests queue instead)",
-            "/v1/models", _min_tokens, lambda m, p: _prepare_llama_cpp_python(
-                m, p, interrupt=False), "lcpp-noint",
+            "/v1/models", _min_tokens, lambda m, p, t: _prepare_llama_cpp_python(
+                m, p, t, interrupt=False), "lcpp-noint",
         ),
     )
 }
@@ -329,10 +331,11 @@ def _kill_leftovers(pids: set[int]) -> None:
             continue
 
 
-def start(spec: ServerSpec, model: Path, log_dir: Path) -> RunningServer:
-    """Prepare and start one server and wait until its health endpoint answers 200."""
+def start(spec: ServerSpec, model: Path, log_dir: Path, threads: int = THREADS) -> RunningServer:
+    """Prepare and start one server (with `threads` CPU threads for its compute) and wait until
+    its health endpoint answers 200."""
     port = free_port()
-    launch = spec.prepare(model, port)
+    launch = spec.prepare(model, port, threads)
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{spec.name}.log"
     env = dict(os.environ, PYTHONUNBUFFERED="1", **launch.env)

@@ -37,14 +37,14 @@ class Entrant:
 
 
 def start(spec: servers.ServerSpec, model: Path, max_tokens: int, log_dir: Path,
-          records: list[dict[str, Any]]) -> Entrant | None:
+          records: list[dict[str, Any]], threads: int = servers.THREADS) -> Entrant | None:
     """Start and warm up one server; its record goes into `records` (failed if it did not)."""
     record: dict[str, Any] = {"name": spec.name, "description": spec.description,
                               "status": "interrupted", "error": None, "levels": {}}
     records.append(record)
     print(f"\n=== {spec.name}: {spec.description}", flush=True)
     try:
-        server = servers.start(spec, model, log_dir)
+        server = servers.start(spec, model, log_dir, threads)
     except Exception as exc:  # ServerUnavailable, or anything else: the others still run
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
         print(f"!!! {spec.name} FAILED to start: {exc}", flush=True)
