@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from app.engine.detok import TextStream
 from app.engine.sampling import Sampler
-from app.engine.schema import GenerateRequest, TokenLogprob
+from app.engine.schema import Finished, GenerateRequest, TokenLogprob
 from app.engine.slots import Slot
 from app.engine.speculative import SpecState
 
@@ -64,3 +64,17 @@ class Job:
         """Draft tokens proposed and accepted over all choices."""
         specs = [c.spec for c in self.choices if c.spec is not None]
         return sum(s.proposed for s in specs), sum(s.accepted for s in specs)
+
+    def finished(self, now: float) -> Finished:
+        """The job's last event, its figures as of `now`."""
+        proposed, accepted = self.spec_counts
+        return Finished(
+            prompt_tokens=len(self.prompt),
+            cached_tokens=self.cached,
+            completion_tokens=self.completion_tokens,
+            queue_ms=(self.t_admit - self.t_submit) * 1000.0,
+            prompt_ms=(self.t_first - self.t_admit) * 1000.0,
+            decode_ms=(now - self.t_first) * 1000.0,
+            spec_proposed=proposed,
+            spec_accepted=accepted,
+        )

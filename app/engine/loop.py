@@ -19,20 +19,19 @@ from functools import partial
 from app.engine.batch import Batch
 from app.engine.detok import TextStream
 from app.engine.draft import Drafter
-from app.engine.grammar import GrammarError
+from app.engine.intake import Intake
 from app.engine.jobs import Choice, Job
 from app.engine.logprobs import token_logprob
 from app.engine.memory import rss_bytes
 from app.engine.model import LlamaModel
-from app.engine.prompts import PromptBuilder, RequestError
-from app.engine.sampling import Sampler, choice_seed, compile_schema
+from app.engine.prompts import RequestError
+from app.engine.sampling import Sampler, choice_seed
 from app.engine.schema import (
     Accepted,
     ChoiceEnd,
     EmbedRequest,
     Event,
     Failed,
-    Finished,
     GenerateRequest,
     TextDelta,
     WorkerSpec,
@@ -66,15 +65,7 @@ class DecodeLoop:
         self.n_ctx = spec.n_ctx
         self.slots = [Slot(seq) for seq in range(spec.parallel)]
         self.batch = Batch(spec.n_batch)
-        self.prompts = PromptBuilder(
-            tokenize=lambda text, add: model.tokenize(text, add_special=add),
-            add_bos=model.add_bos,
-            bos_text=model.bos_text,
-            eos_text=model.eos_text,
-            template_source=spec.chat_template or model.chat_template,
-            n_ctx=spec.n_ctx,
-            parallel=spec.parallel,
-        )
+        self.intake = Intake(model, spec)
         self.queue: deque[Job] = deque()
         self.prefilling: list[Job] = []
         self.decoding: list[Job] = []
@@ -105,39 +96,13 @@ class DecodeLoop:
                 "served in embedding mode", {"param": "model"}))
             return
         try:
-            self._submit(req)
+            self.queue.append(self.intake.job(req))
+        except RequestError as exc:
+            self._emit(req.request_id, Failed(exc.code, exc.message, exc.details))
         except Exception as exc:  # a bug or unexpected input: fail this request only
             logger.exception("request %s failed before it was queued", req.request_id)
             self._emit(req.request_id, Failed(EngineCode.INTERNAL,
                                               f"the request could not be started: {exc!r}"))
-
-    def _submit(self, req: GenerateRequest) -> None:
-        try:
-            prompt = self.prompts.build(req)
-        except RequestError as exc:
-            self._emit(req.request_id, Failed(exc.code, exc.message, exc.details))
-            return
-        bad = [t for t in req.logit_bias if not 0 <= t < self.model.n_vocab]
-        if bad:
-            self._emit(req.request_id, Failed(
-                EngineCode.INVALID_REQUEST, f"logit_bias token id {bad[0]} is outside the "
-                f"vocabulary (size {self.model.n_vocab})", {"param": "logit_bias"}))
-            return
-        grammar: str | None = None
-        if req.json_schema is not None:
-            try:
-                grammar = compile_schema(self.model.vocab, req.json_schema)
-            except GrammarError as exc:
-                param = req.json_schema_param
-                self._emit(req.request_id,
-                           Failed(EngineCode.GRAMMAR_REJECTED, f"{param}: {exc}",
-                                  {"param": param}))
-                return
-        limit = self.n_ctx - len(prompt)
-        if req.max_tokens is not None:
-            limit = max(0, min(limit, req.max_tokens))
-        job = Job(req, prompt, limit, t_submit=time.perf_counter(), grammar=grammar)
-        self.queue.append(job)
 
     def cancel(self, request_id: str) -> None:
         for job in self.queue:
@@ -231,7 +196,7 @@ class DecodeLoop:
             if ch.spec is not None and ch.spec.drafts:
                 self._verify(job, ch)
             else:
-                self._on_token(job, ch, self._sample(job, ch, ch.out_idx), ch.out_idx)
+                self._on_token(job, ch, self._sample(job, ch, ch.out_idx)[0], ch.out_idx)
             self._flush_text(job, ch)
         now = time.perf_counter()
         for job in finishing:
@@ -243,7 +208,8 @@ class DecodeLoop:
                 self.model.seq_cp(src.seq, ch.slot.seq)
                 ch.slot.tokens = list(src.tokens)
             for ch in job.choices:
-                self._on_token(job, ch, self._sample(job, ch, job.prefill_out), job.prefill_out)
+                self._on_token(job, ch, self._sample(job, ch, job.prefill_out)[0],
+                               job.prefill_out)
                 self._flush_text(job, ch)
         self._fail_too_slow()
         self._finish_done()
@@ -257,17 +223,14 @@ class DecodeLoop:
 
         def sample(idx: int) -> int:
             nonlocal grammar_cpu
-            token, spent = self._sample_timed(job, ch, idx)
+            token, spent = self._sample(job, ch, idx)
             grammar_cpu += spent
             return token
 
         self.spec.verify(ch, sample, partial(self._on_token, job, ch),
                          more=lambda: grammar_cpu < GRAMMAR_TOKEN_CPU_LIMIT)
 
-    def _sample(self, job: Job, ch: Choice, idx: int) -> int:
-        return self._sample_timed(job, ch, idx)[0]
-
-    def _sample_timed(self, job: Job, ch: Choice, idx: int) -> tuple[int, float]:
+    def _sample(self, job: Job, ch: Choice, idx: int) -> tuple[int, float]:
         """Sample choice `ch` (every sample goes through here, verification too); returns the
         token and the CPU seconds its grammar took. A grammar that costs too much CPU for
         one token fails its job at the end of the step."""
@@ -349,18 +312,7 @@ class DecodeLoop:
 
     def _keep_prefix(self, slot: Slot, n_past: int) -> int:
         """Trim the slot's KV cache to its first `n_past` tokens; returns what was kept."""
-        model = self.model
-        if n_past < len(slot.tokens) and (n_past == 0 or not model.seq_rm(slot.seq, n_past)):
-            model.seq_rm(slot.seq, -1)  # whole sequence: never fails
-            n_past = 0
-        # sliding-window layers must still hold the window before position n_past
-        if (
-            n_past > 0
-            and model.n_swa > 0
-            and model.seq_pos_min(slot.seq) > max(0, n_past - model.n_swa)
-        ):
-            model.seq_rm(slot.seq, -1)
-            n_past = 0
+        n_past = self.model.keep_prefix(slot.seq, n_past, len(slot.tokens))
         del slot.tokens[n_past:]
         return n_past
 
@@ -418,21 +370,7 @@ class DecodeLoop:
             self._finish(job)
 
     def _finish(self, job: Job) -> None:
-        now = time.perf_counter()
-        proposed, accepted = job.spec_counts
-        self._emit(
-            job.request_id,
-            Finished(
-                prompt_tokens=len(job.prompt),
-                cached_tokens=job.cached,
-                completion_tokens=job.completion_tokens,
-                queue_ms=(job.t_admit - job.t_submit) * 1000.0,
-                prompt_ms=(job.t_first - job.t_admit) * 1000.0,
-                decode_ms=(now - job.t_first) * 1000.0,
-                spec_proposed=proposed,
-                spec_accepted=accepted,
-            ),
-        )
+        self._emit(job.request_id, job.finished(time.perf_counter()))
 
     def _release_choice(self, ch: Choice) -> None:
         if ch.spec is not None:  # (once: a choice is released when it ends or is dropped)

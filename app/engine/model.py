@@ -266,6 +266,18 @@ class LlamaModel:
     def seq_pos_min(self, seq: int) -> int:
         return int(lc.llama_memory_seq_pos_min(self.mem, seq))
 
+    def keep_prefix(self, seq: int, n_past: int, n_cached: int) -> int:
+        """Trim sequence `seq` (holding `n_cached` tokens) to its first `n_past` tokens, or
+        to none where that cannot be done; returns how many it keeps."""
+        if n_past < n_cached and (n_past == 0 or not self.seq_rm(seq, n_past)):
+            self.seq_rm(seq, -1)  # whole sequence: never fails
+            n_past = 0
+        # sliding-window layers must still hold the window before position n_past
+        if n_past > 0 and self.n_swa > 0 and self.seq_pos_min(seq) > max(0, n_past - self.n_swa):
+            self.seq_rm(seq, -1)
+            n_past = 0
+        return n_past
+
     def close(self) -> None:
         if self.ctx:
             lc.llama_free(self.ctx)
