@@ -26,7 +26,7 @@ from typing import Any
 
 import psutil
 
-from app.catalog.gguf import read_model
+from app.catalog.shards import read_model
 from app.engine.client import EngineClient, Finished, GenerateRequest, TextDelta, WorkerSpec
 from app.hardware.nodes import query_node
 from app.scheduler.split import plan

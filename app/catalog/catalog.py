@@ -7,8 +7,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from app.catalog.gguf import GGUFError, ModelFile, read_model, split_name
+from app.catalog.gguf import GGUFError
 from app.catalog.models_toml import CacheType, ModelConfig, SpecConfig, load_models_file
+from app.catalog.shards import ModelFile, read_model, split_name
 from app.catalog.sources import is_mmproj, read_source
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from app.catalog.catalog import Catalog, Defaults, scan
-from app.catalog.gguf import ModelFile, read_model, split_paths
+from app.catalog.shards import ModelFile, read_model, split_paths
 from app.catalog.sources import state_dir
 
 Signature = tuple[tuple[str, int, int], ...]

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal, cast
 
 from app.catalog.catalog import Defaults, ModelEntry, make_entry
-from app.catalog.gguf import GGUFError, ModelFile, combine_shards, parse_gguf
+from app.catalog.gguf import GGUFError, parse_gguf
 from app.catalog.models_toml import ModelConfig, load_models_file
+from app.catalog.shards import ModelFile, combine_shards
 from app.errors import HubError
 from app.hub.refs import Selection
 from app.hub.remote import HubClient, Resolved

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.catalog.catalog import ModelEntry
-from app.catalog.gguf import GGUFError, split_paths
+from app.catalog.gguf import GGUFError
+from app.catalog.shards import split_paths
 from app.catalog.sources import read_source, remove_source
 
 

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from app.catalog.gguf import split_name
+from app.catalog.shards import split_name
 from app.catalog.sources import is_mmproj
 from app.errors import BadModelRef, HubNotFound
 

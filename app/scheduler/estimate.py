@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from app.catalog.ggml_types import GGML_TYPE_IDS, GGML_TYPES
-from app.catalog.gguf import GGUFInfo, ModelFile
+from app.catalog.gguf import GGUFInfo
+from app.catalog.shards import ModelFile
 
 MIB = 1 << 20
 GIB = 1 << 30

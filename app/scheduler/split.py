@@ -20,7 +20,7 @@ import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from app.catalog.gguf import ModelFile
+from app.catalog.shards import ModelFile
 from app.scheduler.estimate import MemoryEstimate
 
 LOCAL = "local"

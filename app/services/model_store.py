@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from app.catalog.catalog import Catalog, ModelEntry
-from app.catalog.gguf import split_paths
 from app.catalog.live import LiveCatalog
 from app.catalog.models_toml import ModelsFileError
+from app.catalog.shards import split_paths
 from app.errors import HaloError, InsufficientMemory, InvalidRequest, ModelInUse, ModelNotFound
 from app.hub.download import PullCancelled, PullEvent
 from app.hub.fit import FitReport, check_fit

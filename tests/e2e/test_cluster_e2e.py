@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.catalog.gguf import read_model
+from app.catalog.shards import read_model
 from app.engine.client import EngineClient, Failed, GenerateRequest, TextDelta, WorkerSpec
 from app.scheduler.split import plan
 from tests.conftest import SMOLLM, _require

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.catalog.catalog import Defaults, scan
-from app.catalog.gguf import read_model
+from app.catalog.shards import read_model
 from app.catalog.sources import read_source
 from app.errors import ChecksumMismatch, HubNotFound, InsufficientDisk
 from app.hub.download import PullCancelled, PullEvent, part_path

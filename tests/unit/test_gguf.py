@@ -20,9 +20,8 @@ from app.catalog.gguf import (
     GGUFError,
     GGUFInfo,
     read_gguf,
-    read_model,
-    split_paths,
 )
+from app.catalog.shards import read_model, split_paths
 from tests.gguf_writer import (
     ARRAY,
     FLOAT32,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.catalog.gguf import ModelFile, read_model
+from app.catalog.shards import ModelFile, read_model
 from tests.model_headers import BUILDERS, write_model
 
 

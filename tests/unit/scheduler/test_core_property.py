@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.catalog.gguf import ModelFile
+from app.catalog.shards import ModelFile
 from app.scheduler import events as ev
 from app.scheduler.estimate import GIB, estimate
 from tests.unit.scheduler.world import Request, World

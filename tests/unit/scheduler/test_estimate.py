@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.catalog.ggml_types import GGML_TYPE_IDS
-from app.catalog.gguf import ModelFile, read_model
+from app.catalog.shards import ModelFile, read_model
 from app.scheduler.estimate import (
     DEFAULT_OVERHEAD,
     GIB,

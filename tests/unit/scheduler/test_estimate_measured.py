@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from app.catalog.gguf import read_model
+from app.catalog.shards import read_model
 from app.engine.client import EngineClient, LoadReport, WorkerSpec
 from app.scheduler.estimate import MIB, estimate
 

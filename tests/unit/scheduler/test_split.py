@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.catalog.gguf import read_model
+from app.catalog.shards import read_model
 from app.scheduler.estimate import estimate
 from app.scheduler.split import LOCAL, assign, plan, split_memory
 from tests.model_headers import write_model
