@@ -206,8 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path,
                         default=servers.REPO_ROOT / "models" / servers.MODEL_FILE)
     parser.add_argument("--threads", type=int, default=servers.THREADS,
-                        help="CPU threads of every server's compute (default "
-                        f"{servers.THREADS}, the machine's 2 cores; 1 leaves a core free)")
+                        help=f"CPU threads of every server's compute (default {servers.THREADS}; "
+                        "on a 2-core machine 1 leaves a core to the front and the client)")
     args = parser.parse_args(argv)
 
     workloads = parse_list(args.workloads)
