@@ -145,10 +145,12 @@ def wait_for(url: str, expr: str, ok: Any, what: str, timeout: float = 60) -> No
 # ---- traffic ------------------------------------------------------------------------------
 
 # stream 0 opts in to n-gram speculation (off by default) on a copying task, for the
-# speculation panels; "always" so that it drafts whatever a wider step costs on this machine
+# speculation panels; "always" so that it drafts whatever a wider step costs on this machine,
+# greedy so that it copies (sampled at the default temperature 1, the 135M model's output
+# sometimes left the list at once and nothing was drafted: the panel's 0/0)
 COPY = ("Repeat this list exactly, one item per line:\n"
         + "\n".join(f"item {k}: red green blue" for k in range(12)))
-SPECULATE = {"speculative": {"type": "ngram", "budget": "always"}}
+SPECULATE = {"speculative": {"type": "ngram", "budget": "always"}, "temperature": 0}
 
 
 async def _stream(client: openai.AsyncOpenAI, i: int) -> int:
