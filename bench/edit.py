@@ -221,7 +221,7 @@ class _Config:
 def bench_edit_servers(specs: list[servers.ServerSpec], model: Path, runs: int, log_dir: Path,
                        records: list[dict[str, Any]],
                        run_async: Callable[[Coroutine[Any, Any, Any]], Any],
-                       threads: int = servers.THREADS) -> None:
+                       threads: int) -> None:
     """Start every server, then run each configuration (server and body) once per turn, in
     an order rotated every turn (as bench/turns.py does for the plain workload: a drifting
     machine then slows every configuration alike), and stop them."""

@@ -37,7 +37,7 @@ class Entrant:
 
 
 def start(spec: servers.ServerSpec, model: Path, max_tokens: int, log_dir: Path,
-          records: list[dict[str, Any]], threads: int = servers.THREADS) -> Entrant | None:
+          records: list[dict[str, Any]], threads: int) -> Entrant | None:
     """Start and warm up one server; its record goes into `records` (failed if it did not)."""
     record: dict[str, Any] = {"name": spec.name, "description": spec.description,
                               "status": "interrupted", "error": None, "levels": {}}
